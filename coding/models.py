@@ -1,0 +1,307 @@
+"""The domain model of DESIGN.md: a study (Project), who may do what in it (Membership),
+its documents (Policy, split into Clause units), its codebook (Node tree), the coding
+itself (Reference, per coder or in the consensus layer), per-coder done marks, and the
+audit trail (Event).
+
+Invariants that span tables (a reference inside its clause, node and policy in one
+project, clause offsets within the policy text) are enforced by database triggers in
+migration 0002, so that no code path, including raw SQL and the admin, can break them.
+Writes go through ``coding/services.py``, which also writes the audit trail.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Count, Q
+
+from coding.dates import ISO_PARTIAL, parse_partial_date
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    SUPERVISOR = "supervisor", "Supervisor"
+    CODER = "coder", "Coder"
+
+
+ALL_ROLES = frozenset(Role.values)
+REVIEW_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
+
+
+class PartialDateField(models.CharField):
+    """ISO date text of the precision given: "2011", "2021-04" or "2021-04-28"."""
+
+    default_validators = [RegexValidator(ISO_PARTIAL, "Enter a date as YYYY, YYYY-MM or YYYY-MM-DD.")]
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_length", 10)
+        kwargs.setdefault("blank", True)
+        kwargs.setdefault("default", "")
+        super().__init__(*args, **kwargs)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if not value:
+            return ""
+        try:
+            return parse_partial_date(value) or ""
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="invalid") from None
+
+
+class Project(models.Model):
+    slug = models.SlugField(unique=True, max_length=80)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    blind_coding = models.BooleanField(
+        default=True, help_text="Coders see only their own references, so agreement means something."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MembershipQuerySet(models.QuerySet):
+    def coders(self) -> MembershipQuerySet:
+        return self.filter(role=Role.CODER)
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.project}"
+
+
+class PolicyQuerySet(models.QuerySet):
+    def for_project(self, project: Project) -> PolicyQuerySet:
+        return self.filter(project=project)
+
+    def with_clause_counts(self) -> PolicyQuerySet:
+        return self.annotate(clause_count=Count("clauses", distinct=True))
+
+    def done_by_all(self, coder_ids) -> PolicyQuerySet:
+        """Policies every one of ``coder_ids`` marked done: the only ones agreement may use,
+        since text a coder has not finished would count as agreement on absence."""
+        coder_ids = list(coder_ids)
+        if not coder_ids:
+            return self.none()
+        return self.annotate(
+            _done_by=Count("done_marks", filter=Q(done_marks__coder_id__in=coder_ids), distinct=True)
+        ).filter(_done_by=len(coder_ids))
+
+
+class Policy(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="policies")
+    number = models.PositiveIntegerField(help_text="The study's policy number, 1..N within the project.")
+    title = models.CharField(max_length=500)
+    potency_level = models.CharField(max_length=200, blank=True)
+    release_departments = models.JSONField(default=list, blank=True)
+    jurisdiction = models.CharField(max_length=100, blank=True)
+    release_date = PartialDateField()
+    implementation_date = PartialDateField()
+    source_url = models.URLField(max_length=1000, blank=True)
+    language = models.CharField(max_length=20, blank=True, default="zh")
+    text = models.TextField(blank=True, help_text="Stored once, LF line endings; offsets count code points.")
+    segmentation_rule = models.CharField(max_length=20, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PolicyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["project", "number"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="policy_unique_number"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="policy_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number}. {self.title}"
+
+    @property
+    def release_year(self) -> int | None:
+        return int(self.release_date[:4]) if self.release_date else None
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.text)
+
+
+class Clause(models.Model):
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="clauses")
+    number = models.PositiveIntegerField(help_text="0 is the preamble; 1..M follow the document's own numbering.")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["policy", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "number"], name="clause_unique_number"),
+            models.CheckConstraint(condition=Q(start__gte=0) & Q(end__gt=models.F("start")), name="clause_span_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"clause {self.number} of policy {self.policy_id}"
+
+    def label_for(self, policy: Policy) -> str:
+        return f"{policy.number}-{self.number}"
+
+    def text_of(self, policy: Policy) -> str:
+        return policy.text[self.start : self.end]
+
+
+class NodeQuerySet(models.QuerySet):
+    def for_project(self, project: Project) -> NodeQuerySet:
+        return self.filter(project=project)
+
+
+class Node(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="nodes")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="Definition and when to use it.")
+    colour = models.CharField(
+        max_length=7, default="#ffe08a", validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use #rrggbb.")]
+    )
+    shortcut = models.CharField(max_length=1, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    objects = NodeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["project", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name"], condition=Q(parent__isnull=True), name="node_unique_root_name"
+            ),
+            models.UniqueConstraint(
+                fields=["parent", "name"], condition=Q(parent__isnull=False), name="node_unique_child_name"
+            ),
+            models.UniqueConstraint(
+                fields=["project", "shortcut"], condition=~Q(shortcut=""), name="node_unique_shortcut"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReferenceQuerySet(models.QuerySet):
+    def for_policy(self, policy: Policy) -> ReferenceQuerySet:
+        return self.filter(policy=policy)
+
+    def by_coder(self, user) -> ReferenceQuerySet:
+        return self.filter(coder=user, consensus=False)
+
+    def consensus_layer(self) -> ReferenceQuerySet:
+        return self.filter(consensus=True)
+
+
+class Reference(models.Model):
+    """One coded passage: a coder's (or the consensus layer's) node on a span of one clause."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="references")
+    clause = models.ForeignKey(Clause, on_delete=models.PROTECT, related_name="references")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="references")
+    coder = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="references",
+        help_text="The coder whose layer this is; empty for the consensus layer.",
+    )
+    consensus = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    text = models.TextField(help_text="Snapshot of the coded text when it was coded.")
+    memo = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ReferenceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["policy", "start", "end", "id"]
+        indexes = [
+            models.Index(fields=["policy", "coder"], name="reference_policy_coder"),
+            models.Index(fields=["node", "coder"], name="reference_node_coder"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(start__gte=0) & Q(end__gt=models.F("start")), name="reference_span_valid"),
+            models.CheckConstraint(
+                condition=(Q(consensus=True) & Q(coder__isnull=True)) | (Q(consensus=False) & Q(coder__isnull=False)),
+                name="reference_layer_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["coder", "node", "clause", "start", "end"],
+                condition=Q(consensus=False),
+                name="reference_unique_per_coder",
+            ),
+            models.UniqueConstraint(
+                fields=["node", "clause", "start", "end"],
+                condition=Q(consensus=True),
+                name="reference_unique_consensus",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reference {self.pk} [{self.start}, {self.end}) at {self.node_id}"
+
+
+class DoneMark(models.Model):
+    """A coder's statement that they finished coding one policy."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="done_marks")
+    coder = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="done_marks")
+    marked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["policy", "coder"], name="donemark_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.coder} done with policy {self.policy_id}"
+
+
+class Event(models.Model):
+    """Audit trail: who changed what, when, with the state before and after."""
+
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    action = models.CharField(max_length=60)
+    target_type = models.CharField(max_length=40)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_label = models.CharField(max_length=300, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "created_at"], name="event_project_time")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type}:{self.target_id} by {self.actor_id}"
