@@ -249,7 +249,9 @@ class Reference(models.Model):
             models.Index(fields=["node", "coder"], name="reference_node_coder"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(start__gte=0) & Q(end__gt=models.F("start")), name="reference_span_valid"),
+            models.CheckConstraint(
+                condition=Q(start__gte=0) & Q(end__gt=models.F("start")), name="reference_span_valid"
+            ),
             models.CheckConstraint(
                 condition=(Q(consensus=True) & Q(coder__isnull=True)) | (Q(consensus=False) & Q(coder__isnull=False)),
                 name="reference_layer_valid",

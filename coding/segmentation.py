@@ -9,7 +9,10 @@ Rules
 ``article``
     Chinese articles ``第X条`` at the start of a line (after optional
     whitespace, including full-width spaces); X is a Chinese numeral
-    (``第一百零二条``, ``第一〇二条``) or Arabic digits (``第12条``).  Clause N is
+    (``第一百零二条``, ``第一〇二条``) or Arabic digits (``第12条``), followed by
+    anything but a continuation such as ``的``/``第``/``款``/``之``/``、`` (so a line
+    opening with a reference, "第三条规定的…", is not an article; nor is an
+    inserted "第五条之一", which stays inside article 5).  Clause N is
     the article the document itself numbers N.  An article runs up to the next
     article, the next heading line, or the end of the text, with trailing
     whitespace removed.  Heading lines (``第二章 总则``, ``第一节 …``,
@@ -87,7 +90,7 @@ _NUM = f"(?:{_CN_NUM}|{_AR_NUM})"
 # 第N条 at a line start.  The look-ahead rejects a line that merely begins with
 # a reference such as "第三条规定的…" or "第三条第二款…".
 _ARTICLE_RE = re.compile(
-    rf"^{_HS}(?P<mark>第(?P<num>{_NUM})条)",
+    rf"^{_HS}(?P<mark>第(?P<num>{_NUM})条)(?![的之款项规中所第和及或至、，,])",
     re.MULTILINE,
 )
 # A whole line that is a 编/章/节/部分 heading, e.g. "第二章　总　则".
@@ -175,9 +178,9 @@ def _sentences(text: str) -> list[Span]:
     spans: list[Span] = []
     pos = 0
     for m in _SENTENCE_END_RE.finditer(text):
-        # A line break ends a sentence but is not part of it; punctuation is.
-        end = m.start() if text[m.start()] in "\r\n" else m.end()
-        trimmed = _trim(text, pos, end)
+        # Terminating punctuation is part of the sentence; a line break is
+        # whitespace, which _trim drops.
+        trimmed = _trim(text, pos, m.end())
         if trimmed is not None:
             spans.append(Span(len(spans) + 1, *trimmed))
         pos = m.end()

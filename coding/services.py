@@ -44,7 +44,18 @@ POLICY_FIELDS = (
     "attributes",
 )
 NODE_FIELDS = ("name", "description", "colour", "shortcut", "parent_id", "position")
-REFERENCE_FIELDS = ("policy_id", "clause_id", "node_id", "coder_id", "consensus", "start", "end", "text", "memo", "version")
+REFERENCE_FIELDS = (
+    "policy_id",
+    "clause_id",
+    "node_id",
+    "coder_id",
+    "consensus",
+    "start",
+    "end",
+    "text",
+    "memo",
+    "version",
+)
 
 
 # --- audit ---------------------------------------------------------------------------------
@@ -93,7 +104,9 @@ def create_project(*, actor, slug: str, name: str, description: str = "", blind_
     _validate(project)
     project.save()
     fields = ("slug", "name", "description", "blind_coding")
-    record_event(actor=actor, project=project, action="project.create", target=project, after=_snapshot(project, fields))
+    record_event(
+        actor=actor, project=project, action="project.create", target=project, after=_snapshot(project, fields)
+    )
     return project
 
 
@@ -109,7 +122,12 @@ def update_project(*, actor, project: Project, **changes: Any) -> Project:
     _validate(project)
     project.save()
     record_event(
-        actor=actor, project=project, action="project.update", target=project, before=before, after=_snapshot(project, fields)
+        actor=actor,
+        project=project,
+        action="project.update",
+        target=project,
+        before=before,
+        after=_snapshot(project, fields),
     )
     return project
 
@@ -202,7 +220,9 @@ def next_policy_number(project: Project) -> int:
 
 
 @transaction.atomic
-def create_policy(*, actor, project: Project, title: str, text: str = "", rule: str = "article", **fields: Any) -> Policy:
+def create_policy(
+    *, actor, project: Project, title: str, text: str = "", rule: str = "article", **fields: Any
+) -> Policy:
     """Create a policy, store its text once and segment it into clauses under ``rule``.
 
     ``number`` defaults to the next free one. A policy without text is a catalogue entry
@@ -230,16 +250,21 @@ def create_policy(*, actor, project: Project, title: str, text: str = "", rule: 
 def update_policy(*, actor, policy: Policy, **fields: Any) -> Policy:
     """Change a policy's metadata (not its text: see ``set_policy_text``)."""
     cleaned = _clean_policy_fields(fields)
-    if "number" in cleaned and cleaned["number"] != policy.number:
-        if Policy.objects.filter(project=policy.project_id, number=cleaned["number"]).exists():
-            raise ValidationError({"number": f"Policy number {cleaned['number']} already exists in this project."})
+    number = cleaned.get("number", policy.number)
+    if number != policy.number and Policy.objects.filter(project=policy.project_id, number=number).exists():
+        raise ValidationError({"number": f"Policy number {cleaned['number']} already exists in this project."})
     before = _policy_snapshot(policy)
     for name, value in cleaned.items():
         setattr(policy, name, value)
     _validate(policy)
     policy.save()
     record_event(
-        actor=actor, project=policy.project, action="policy.update", target=policy, before=before, after=_policy_snapshot(policy)
+        actor=actor,
+        project=policy.project,
+        action="policy.update",
+        target=policy,
+        before=before,
+        after=_policy_snapshot(policy),
     )
     return policy
 
@@ -267,7 +292,9 @@ def set_policy_text(*, actor, policy: Policy, text: str, rule: str | None = None
     clause_count, message = _write_clauses(policy, rule)
     policy.save(update_fields=["segmentation_rule"])
     after = _policy_snapshot(policy) | {"clauses": clause_count, "segmentation_message": message}
-    record_event(actor=actor, project=policy.project, action="policy.set_text", target=policy, before=before, after=after)
+    record_event(
+        actor=actor, project=policy.project, action="policy.set_text", target=policy, before=before, after=after
+    )
     return policy
 
 
@@ -347,7 +374,9 @@ def _check_parent(project: Project, parent: Node | None, node: Node | None = Non
             ancestor = ancestor.parent
 
 
-def _check_node_names(project: Project, parent: Node | None, name: str, shortcut: str, exclude: int | None = None) -> None:
+def _check_node_names(
+    project: Project, parent: Node | None, name: str, shortcut: str, exclude: int | None = None
+) -> None:
     siblings = Node.objects.filter(project=project, parent=parent, name=name)
     if siblings.exclude(pk=exclude).exists():
         where = f"under {parent.name!r}" if parent else "at the top level"
@@ -374,7 +403,13 @@ def add_node(
     if position is None:
         position = (Node.objects.filter(project=project, parent=parent).aggregate(m=Max("position"))["m"] or 0) + 1
     node = Node(
-        project=project, parent=parent, name=name, description=description, colour=colour, shortcut=shortcut, position=position
+        project=project,
+        parent=parent,
+        name=name,
+        description=description,
+        colour=colour,
+        shortcut=shortcut,
+        position=position,
     )
     _validate(node)
     node.save()
@@ -399,7 +434,12 @@ def update_node(*, actor, node: Node, **changes: Any) -> Node:
     _validate(node)
     node.save()
     record_event(
-        actor=actor, project=node.project, action="node.update", target=node, before=before, after=_snapshot(node, NODE_FIELDS)
+        actor=actor,
+        project=node.project,
+        action="node.update",
+        target=node,
+        before=before,
+        after=_snapshot(node, NODE_FIELDS),
     )
     return node
 
@@ -597,7 +637,9 @@ class StaleReference(ValidationError):
 
 
 @transaction.atomic
-def update_reference(*, actor, reference: Reference, version: int, node: Node | None = None, memo: str | None = None) -> Reference:
+def update_reference(
+    *, actor, reference: Reference, version: int, node: Node | None = None, memo: str | None = None
+) -> Reference:
     """Change a reference's node or memo if nobody changed it since ``version`` was read."""
     current = Reference.objects.select_for_update().get(pk=reference.pk)
     if current.version != version:

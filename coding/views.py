@@ -42,7 +42,9 @@ def project_home(request: HttpRequest, slug: str) -> HttpResponse:
     acc = access.get_project_for_user(request.user, slug)
     project = acc.project
     # Coders coding blind see their own progress only; reviewers see every coder's.
-    coders = Membership.objects.filter(project=project, role=Role.CODER).select_related("user").order_by("user__username")
+    coders = (
+        Membership.objects.filter(project=project, role=Role.CODER).select_related("user").order_by("user__username")
+    )
     if not acc.can_review:
         coders = coders.filter(user=request.user)
     coders = list(coders)

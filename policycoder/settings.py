@@ -80,9 +80,7 @@ def parse_database_url(url: str) -> dict:
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
-    raise ImproperlyConfigured(
-        f"DATABASE_URL={url!r}: unsupported scheme {scheme!r}; use postgres://… or sqlite:///…"
-    )
+    raise ImproperlyConfigured(f"DATABASE_URL={url!r}: unsupported scheme {scheme!r}; use postgres://… or sqlite:///…")
 
 
 DEBUG = env_bool("DEBUG", False)

@@ -80,9 +80,7 @@ def test_reference_layer_is_a_coder_or_the_consensus():
 
 def test_one_reference_per_coder_node_and_span():
     reference = ReferenceFactory(clause=ClauseFactory(start=0, end=5))
-    raises_integrity(
-        lambda: ReferenceFactory(clause=reference.clause, node=reference.node, coder=reference.coder)
-    )
+    raises_integrity(lambda: ReferenceFactory(clause=reference.clause, node=reference.node, coder=reference.coder))
     # Another coder may code the same passage at the same node.
     ReferenceFactory(clause=reference.clause, node=reference.node)
 

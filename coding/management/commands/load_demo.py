@@ -83,7 +83,8 @@ class Command(BaseCommand):
                 implementation_date=entry.get("implementation_date") or "",
                 source_url=entry.get("source_url") or "",
                 language=entry.get("language") or "zh",
-                attributes=(entry.get("attributes") or {}) | ({"title_en": entry["title_en"]} if entry.get("title_en") else {}),
+                attributes=(entry.get("attributes") or {})
+                | ({"title_en": entry["title_en"]} if entry.get("title_en") else {}),
             )
             created += 1
 
