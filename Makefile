@@ -8,6 +8,7 @@ PORT ?= 8000
 .PHONY: run test install lint format browser-deps clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "PolicyCoder needs Python 3.11 or newer; run make PYTHON=python3.11 …")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
