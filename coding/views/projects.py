@@ -1,17 +1,16 @@
-"""HTML views: function views returning TemplateResponse. Each one starts with the access
-helper (``coding/access.py``), which decides on the server who may see what."""
+"""Project-level pages: the project list, a project's home, and the health check."""
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from coding import access
-from coding.models import Clause, DoneMark, Membership, Policy, Role
+from coding.models import DoneMark, Membership, Policy, Role
 
 POLICIES_PER_PAGE = 100
 
@@ -81,25 +80,3 @@ def project_home(request: HttpRequest, slug: str) -> HttpResponse:
         "totals": totals,
     }
     return TemplateResponse(request, "coding/project_home.html", context)
-
-
-@login_required
-def policy_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    acc = access.get_project_for_user(request.user, slug)
-    policy = access.get_policy(acc, number)
-    clauses = [
-        {"clause": clause, "label": clause.label_for(policy), "text": clause.text_of(policy)}
-        for clause in Clause.objects.filter(policy=policy).order_by("start")
-    ]
-    neighbours = Policy.objects.for_project(acc.project).aggregate(
-        previous=Max("number", filter=Q(number__lt=number)), next=Min("number", filter=Q(number__gt=number))
-    )
-    context = {
-        "access": acc,
-        "project": acc.project,
-        "policy": policy,
-        "clauses": clauses,
-        "previous": neighbours["previous"],
-        "next": neighbours["next"],
-    }
-    return TemplateResponse(request, "coding/policy_detail.html", context)
