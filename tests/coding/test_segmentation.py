@@ -82,7 +82,8 @@ def assert_invariants(text: str, seg: Segmentation) -> None:
 
 
 def test_data_directory_resolves() -> None:
-    assert Path("/work/shared/data/policies").resolve() == POLICIES
+    # shared/ lies beside the clone (in CI too), not at a fixed path.
+    assert POLICIES.is_dir(), POLICIES
     assert len(FILES) == 17
 
 
