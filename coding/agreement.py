@@ -13,7 +13,8 @@ Conventions shared by every function:
 * Malformed input (ragged matrix, unknown level, non-numeric values for a metric level,
   span outside the continuum, ...) raises ``ValueError``.
 * Every computation is vectorised over units/characters. The only Python loops run over
-  coder pairs, categories, distinct values or fixed-size blocks -- never over units.
+  coders, coder pairs, categories, distinct values or fixed-size blocks -- never over
+  units, spans or characters.
   The one exception is :func:`masi_alpha`, which has to turn each Python set/list cell
   into a ``frozenset`` before anything can be vectorised.
 """
@@ -182,7 +183,7 @@ def _as_object_grid(matrix: Matrix) -> npt.NDArray[Any]:
 
 
 def _encode_nominal(grid: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
-    """Integer codes (-1 = missing) for a grid of hashable labels, plus the labels."""
+    """Integer codes (-1 = missing) for a grid of hashable labels, plus the distinct labels."""
     try:
         codes, uniques = pd.factorize(grid.ravel(), use_na_sentinel=True)
     except TypeError as exc:
@@ -246,28 +247,33 @@ def _agreeing_pairs(codes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64]
 
 def _pairable_value_counts(
     codes: npt.NDArray[np.int64], n_values: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """m_u, the weights 1/(m_u - 1) (0 for unpairable units) and the pairable n_c."""
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Presence mask, m_u, the weights 1/(m_u - 1) (0 if unpairable) and the pairable n_c."""
     present = codes >= 0
     m_u = present.sum(axis=0)
     pairable = m_u >= 2
     weight = np.zeros(codes.shape[1])
     weight[pairable] = 1.0 / (m_u[pairable] - 1)
-    in_pairable = present & pairable[np.newaxis, :]
-    n_c = np.bincount(codes[in_pairable], minlength=n_values).astype(np.float64)
-    return m_u, weight, n_c
+    # Values outside pairable units go to an overflow bin n_values, dropped afterwards.
+    binned = np.where(present & pairable[np.newaxis, :], codes, n_values)
+    n_c = np.bincount(binned.ravel(), minlength=n_values + 1)[:n_values].astype(np.float64)
+    return present, m_u, weight, n_c
 
 
-def _observed_sum(codes: npt.NDArray[np.int64], weight: npt.NDArray[np.float64], delta: _Delta) -> float:
+def _observed_sum(
+    codes: npt.NDArray[np.int64], present: npt.NDArray[np.bool_], weight: npt.NDArray[np.float64], delta: _Delta
+) -> float:
     """sum_c sum_k o_ck delta(c, k), accumulated coder pair by coder pair."""
-    present = codes >= 0
     total = 0.0
     for i in range(codes.shape[0]):
         for j in range(i + 1, codes.shape[0]):
-            both = present[i] & present[j]
-            if both.any():
-                # delta is symmetric: the (i, j) and (j, i) ordered pairs contribute equally.
-                total += 2.0 * float(np.dot(weight[both], delta(codes[i, both], codes[j, both])))
+            # Masking the weight instead of the codes avoids copying the arrays; delta of
+            # a missing (-1) code is finite and multiplied by 0.
+            pair_weight = np.where(present[i] & present[j], weight, 0.0)
+            # delta is symmetric: the (i, j) and (j, i) ordered pairs contribute equally.
+            # multiply + sum rather than np.dot: a multithreaded BLAS dot stalls badly on a
+            # busy server, and the single-threaded version is just as fast at this size.
+            total += 2.0 * float(np.sum(pair_weight * delta(codes[i], codes[j])))
     return total
 
 
@@ -291,12 +297,12 @@ def _alpha_from_codes(
 ) -> AlphaResult:
     if codes.shape[0] < 2 or codes.shape[1] == 0:
         return AlphaResult(None, None, None, 0, 0)
-    m_u, weight, n_c = _pairable_value_counts(codes, n_values)
+    present, m_u, weight, n_c = _pairable_value_counts(codes, n_values)
     n = float(n_c.sum())
     n_units = int((m_u >= 2).sum())
     if n_units == 0:
         return AlphaResult(None, None, None, 0, 0)
-    observed_sum = _observed_sum(codes, weight, delta)
+    observed_sum = _observed_sum(codes, present, weight, delta)
     d_o = observed_sum / n
     if int((n_c > 0).sum()) < 2:
         # D_e = 0: every pairable value is the same (§3 "no variation").
@@ -520,7 +526,7 @@ def krippendorff_alpha_details(matrix: Matrix, level: Level = "nominal") -> Alph
 
     # Ordinal: delta(c, k) = (sum_{g=c..k} n_g - (n_c + n_k) / 2)^2 over the sorted
     # values, with the pairable marginals n_g.
-    _, _, n_g = _pairable_value_counts(codes, len(values))
+    _, _, _, n_g = _pairable_value_counts(codes, len(values))
     cum = np.cumsum(n_g)
 
     def ordinal_delta(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray:
@@ -563,30 +569,32 @@ def krippendorff_alpha_binary_many(
     x = np.asarray(tensor)
     if x.ndim != 3:
         raise ValueError(f"tensor must be coders x units x nodes (3-D), got {x.ndim}-D")
-    if x.dtype == bool:
-        present = np.ones(x.shape, dtype=bool)
-        ones = x
-    else:
+    if x.dtype != bool:
         try:
-            xf = x.astype(np.float64)
+            x = x.astype(np.float64, copy=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"tensor cells must be 0, 1 or NaN ({exc})") from exc
-        present = ~np.isnan(xf)
-        ones = xf == 1.0
-        if not np.all((xf == 0.0) | ones | ~present):
-            raise ValueError("tensor cells must be 0, 1 or NaN")
-    m_u = present.sum(axis=0)
-    n1_u = ones.sum(axis=0)
+    # Accumulating coder by coder in int32 is several times faster than reducing the
+    # whole 3-D boolean temporaries over axis 0.
+    n0_u = np.zeros(x.shape[1:], dtype=np.int32)
+    n1_u = np.zeros(x.shape[1:], dtype=np.int32)
+    for coder_values in x:
+        n1_u += coder_values == 1
+        n0_u += coder_values == 0
+    if x.dtype != bool and int(n0_u.sum()) + int(n1_u.sum()) != x.size - int(np.count_nonzero(np.isnan(x))):
+        raise ValueError("tensor cells must be 0, 1 or NaN")
+    m_u = n0_u + n1_u
     pairable = m_u >= 2
-    m_p = np.where(pairable, m_u, 0)
-    n1_p = np.where(pairable, n1_u, 0)
-    n0_p = m_p - n1_p
+    n0_p = np.where(pairable, n0_u, 0).astype(np.float64)
+    n1_p = np.where(pairable, n1_u, 0).astype(np.float64)
     weight = np.zeros(m_u.shape)
     np.divide(1.0, m_u - 1, out=weight, where=pairable)
+    # Per unit, 2 n0 n1 ordered pairs disagree; unpairable units have weight 0.
     observed = 2.0 * (n0_p * n1_p * weight).sum(axis=0)
-    n = m_p.sum(axis=0).astype(np.float64)
-    n1 = n1_p.sum(axis=0).astype(np.float64)
-    expected = 2.0 * (n - n1) * n1
+    n0 = n0_p.sum(axis=0)
+    n1 = n1_p.sum(axis=0)
+    n = n0 + n1
+    expected = 2.0 * n0 * n1
     result: list[float | None] = []
     alphas = 1.0 - (n - 1.0) * observed / np.where(expected > 0, expected, 1.0)
     for alpha, ok in zip(alphas.tolist(), (expected > 0).tolist(), strict=True):
@@ -642,7 +650,7 @@ def _as_set_grid(matrix: Matrix) -> npt.NDArray[Any]:
     for i, row in enumerate(rows):
         converted = []
         for j, cell in enumerate(row):
-            if cell is None or (isinstance(cell, float) and cell != cell):
+            if cell is None or cell is pd.NA or (isinstance(cell, float) and cell != cell):
                 converted.append(None)
             elif isinstance(cell, set | frozenset | list | tuple):
                 try:
@@ -707,7 +715,10 @@ class _Continuum:
     begin: int
     length: int
     n_coders: int
-    spans: pd.DataFrame  # columns coder, start, end, cat (category code)
+    coder: npt.NDArray[np.int64]  # one entry per span, sorted by (coder, category, start)
+    start: npt.NDArray[np.int64]
+    end: npt.NDArray[np.int64]
+    cat: npt.NDArray[np.int64]  # index into categories
     categories: list[Any]
 
 
@@ -717,35 +728,40 @@ def _check_positive_int(value: object, name: str) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
-def _spans_frame(spans: Iterable[Any], columns: list[str], owner: str) -> pd.DataFrame:
+def _span_columns(spans: Iterable[Any], names: tuple[str, ...], owner: str) -> list[npt.NDArray[Any]]:
+    """Split ``spans`` into one array per field; start/end are checked to be integers."""
     if isinstance(spans, str | bytes) or not isinstance(spans, Iterable):
         raise ValueError(f"{owner} must be a list of spans")
     items = list(spans)
     try:
-        frame = (
-            pd.DataFrame(items, columns=columns)
-            if items
-            else pd.DataFrame({c: pd.Series(dtype=np.int64 if c in ("start", "end") else object) for c in columns})
-        )
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{owner}: every span must be ({', '.join(columns)}) ({exc})") from exc
-    for column in ("start", "end"):
-        if not pd.api.types.is_integer_dtype(frame[column].dtype) or pd.api.types.is_bool_dtype(frame[column].dtype):
-            raise ValueError(f"{owner}: span {column} positions must be integers")
-    return frame.astype({"start": np.int64, "end": np.int64})
+        widths = set(map(len, items))
+    except TypeError as exc:
+        raise ValueError(f"{owner}: every span must be ({', '.join(names)})") from exc
+    if widths - {len(names)}:
+        raise ValueError(f"{owner}: every span must be ({', '.join(names)}), got lengths {sorted(widths)}")
+    fields = list(zip(*items, strict=True)) if items else [()] * len(names)
+    columns: list[npt.NDArray[Any]] = []
+    for name, values in zip(names, fields, strict=True):
+        column = np.fromiter(values, dtype=object, count=len(values))
+        if name in ("start", "end"):
+            if pd.api.types.infer_dtype(column, skipna=False) not in ("integer", "empty"):
+                raise ValueError(f"{owner}: span {name} positions must be integers")
+            column = column.astype(np.int64)
+        columns.append(column)
+    return columns
 
 
-def _check_span_bounds(frame: pd.DataFrame, begin: int, length: int, owner: str) -> None:
-    bad = frame[frame["start"] >= frame["end"]]
+def _check_span_bounds(
+    start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], begin: int, length: int, owner: str
+) -> None:
+    bad = np.flatnonzero(start >= end)
     if len(bad):
-        row = bad.iloc[0]
-        raise ValueError(f"{owner}: span start must be < end, got ({row['start']}, {row['end']})")
-    outside = frame[(frame["start"] < begin) | (frame["end"] > begin + length)]
+        k = bad[0]
+        raise ValueError(f"{owner}: span start must be < end, got ({start[k]}, {end[k]})")
+    outside = np.flatnonzero((start < begin) | (end > begin + length))
     if len(outside):
-        row = outside.iloc[0]
-        raise ValueError(
-            f"{owner}: span ({row['start']}, {row['end']}) lies outside the continuum [{begin}, {begin + length})"
-        )
+        k = outside[0]
+        raise ValueError(f"{owner}: span ({start[k]}, {end[k]}) lies outside the continuum [{begin}, {begin + length})")
 
 
 def _build_continuum(length: int, coders: Sequence[Iterable[Any]], begin: int) -> _Continuum:
@@ -755,41 +771,34 @@ def _build_continuum(length: int, coders: Sequence[Iterable[Any]], begin: int) -
     begin = int(begin)
     if isinstance(coders, str | bytes) or not isinstance(coders, Iterable):
         raise ValueError("coders must be a list with one list of spans per coder")
-    frames = []
+    parts: list[list[npt.NDArray[Any]]] = []
     for r, spans in enumerate(coders):
-        frame = _spans_frame(spans, ["start", "end", "category"], f"coder {r}")
-        _check_span_bounds(frame, begin, length, f"coder {r}")
-        frames.append(frame.assign(coder=r))
-    n_coders = len(frames)
-    if frames:
-        spans_all = pd.concat(frames, ignore_index=True)
+        start, end, category = _span_columns(spans, ("start", "end", "category"), f"coder {r}")
+        _check_span_bounds(start, end, begin, length, f"coder {r}")
+        parts.append([np.full(len(start), r, dtype=np.int64), start, end, category])
+    n_coders = len(parts)
+    if parts:
+        coder, start, end, category = (np.concatenate(column) for column in zip(*parts, strict=True))
     else:
-        spans_all = pd.DataFrame({"start": [], "end": [], "category": [], "coder": []})
+        coder = start = end = np.zeros(0, dtype=np.int64)
+        category = np.zeros(0, dtype=object)
     try:
-        cat_codes, categories = pd.factorize(spans_all["category"], use_na_sentinel=True)
+        cat, categories = pd.factorize(category, use_na_sentinel=True)
     except TypeError as exc:
         raise ValueError(f"span categories must be hashable ({exc})") from exc
-    if (cat_codes < 0).any():
+    if (cat < 0).any():
         raise ValueError("span category must not be None/NaN")
-    spans_all = spans_all.assign(cat=cat_codes).sort_values(["coder", "cat", "start"])
-    same = (spans_all["coder"].to_numpy()[1:] == spans_all["coder"].to_numpy()[:-1]) & (
-        spans_all["cat"].to_numpy()[1:] == spans_all["cat"].to_numpy()[:-1]
-    )
-    overlapping = same & (spans_all["start"].to_numpy()[1:] < spans_all["end"].to_numpy()[:-1])
-    if overlapping.any():
-        k = int(np.flatnonzero(overlapping)[0])
-        row = spans_all.iloc[k + 1]
+    order = np.lexsort((start, cat, coder))
+    coder, start, end, cat = coder[order], start[order], end[order], cat.astype(np.int64)[order]
+    same = (coder[1:] == coder[:-1]) & (cat[1:] == cat[:-1])
+    overlapping = np.flatnonzero(same & (start[1:] < end[:-1]))
+    if len(overlapping):
+        k = overlapping[0] + 1
         raise ValueError(
-            f"coder {row['coder']}: spans of category {row['category']!r} overlap at "
-            f"position {row['start']}; merge them first"
+            f"coder {coder[k]}: spans of category {categories[cat[k]]!r} overlap at position {start[k]}; "
+            "merge them first"
         )
-    return _Continuum(
-        begin,
-        length,
-        n_coders,
-        spans_all[["coder", "start", "end", "cat"]].reset_index(drop=True),
-        list(categories),
-    )
+    return _Continuum(begin, length, n_coders, coder, start, end, cat, list(categories))
 
 
 def _segments(
@@ -805,11 +814,11 @@ def _category_disagreements(cont: _Continuum, cat: int) -> tuple[float, float]:
     """(D_o, D_e) of one category, as DKPro's KrippendorffAlphaUnitizingAgreement."""
     begin, length, n_coders = cont.begin, cont.length, cont.n_coders
     stop = begin + length
-    spans = cont.spans[cont.spans["cat"] == cat]
+    of_cat = cont.cat == cat
     tilings = []
     for r in range(n_coders):
-        own = spans[spans["coder"] == r]
-        tilings.append(_segments(own["start"].to_numpy(), own["end"].to_numpy(), begin, stop))
+        own = of_cat & (cont.coder == r)
+        tilings.append(_segments(cont.start[own], cont.end[own], begin, stop))
 
     observed = 0.0
     for r1 in range(n_coders):
@@ -837,7 +846,7 @@ def _category_disagreements(cont: _Continuum, cat: int) -> tuple[float, float]:
             )
     d_o = 2.0 * observed / (n_coders * (n_coders - 1) * float(length) ** 2)
 
-    unit_len = (spans["end"] - spans["start"]).to_numpy().astype(np.float64)
+    unit_len = (cont.end[of_cat] - cont.start[of_cat]).astype(np.float64)
     gap_len = np.sort(np.concatenate([(e - b)[~u] for b, e, u in tilings]).astype(np.float64))
     n_c = len(unit_len)
     suffix = np.concatenate((np.cumsum(gap_len[::-1])[::-1], [0.0]))
@@ -909,13 +918,11 @@ def unitized_alpha(
 
 
 def _coverage(length: int, spans: Iterable[Any], owner: str) -> npt.NDArray[np.bool_]:
-    frame = _spans_frame(spans, ["start", "end"], owner)
-    _check_span_bounds(frame, 0, length, owner)
+    start, end = _span_columns(spans, ("start", "end"), owner)
+    _check_span_bounds(start, end, 0, length, owner)
     # +1 at each start, -1 at each end: a character is coded where the running sum > 0,
     # which unions overlapping spans of the same coder for free.
-    change = np.bincount(frame["start"].to_numpy(), minlength=length + 1) - np.bincount(
-        frame["end"].to_numpy(), minlength=length + 1
-    )
+    change = np.bincount(start, minlength=length + 1) - np.bincount(end, minlength=length + 1)
     return np.cumsum(change[:length]) > 0
 
 
