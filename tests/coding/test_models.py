@@ -115,3 +115,20 @@ def test_querysets_are_scoped():
     assert list(Reference.objects.for_policy(clause.policy).by_coder(reference.coder)) == [reference]
     assert list(Node.objects.for_project(clause.policy.project)) == [reference.node]
     assert Clause.objects.get().label_for(clause.policy) == f"{clause.policy.number}-1"
+
+
+def test_integrity_triggers_are_installed_after_migrations():
+    from django.db import connection
+
+    from coding import triggers
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        else:
+            cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+        names = {row[0] for row in cursor.fetchall()}
+    expected = set()
+    for name, (_table, events, _condition, _message) in triggers.CHECKS.items():
+        expected |= {f"{name}_{e.lower()}" for e in events} if connection.vendor == "sqlite" else {name}
+    assert expected <= names
