@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from coding.models import ALL_ROLES, REVIEW_ROLES, Membership, Node, Policy, Project, Reference, Role
+from coding.models import ALL_ROLES, REVIEW_ROLES, Event, Membership, Node, Policy, Project, Reference, Role
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,30 @@ def get_reference(access: ProjectAccess, reference_id: int, *, for_write: bool =
         if not own and not (reference.consensus and access.can_review):
             raise PermissionDenied("You may change only your own references.")
     return reference
+
+
+def may_change_reference(access: ProjectAccess, reference: Reference) -> bool:
+    """Whether the user may change or delete ``reference`` (the rule ``get_reference``
+    applies with ``for_write``): coders their own layer, reviewers the consensus layer."""
+    if reference.consensus:
+        return access.can_review
+    return reference.coder_id == access.user.pk
+
+
+def get_reference_deletion(access: ProjectAccess, event_id: int) -> Event:
+    """The audit row of a reference deletion that the user may undo.
+
+    The rules of ``get_reference(..., for_write=True)`` applied to the reference's state
+    when it was deleted: a coder undoes deletions in their own layer, reviewers in the
+    consensus layer; a deletion in a layer the user may not see is a 404 (blind coding).
+    """
+    event = Event.objects.filter(project=access.project, pk=event_id, action="reference.delete").first()
+    if event is None or not event.before:
+        raise Http404("No such deletion.")
+    layer = event.before
+    own = not layer.get("consensus") and layer.get("coder_id") == access.user.pk
+    if not own and not access.sees_all_references:
+        raise Http404("No such deletion.")
+    if not own and not (layer.get("consensus") and access.can_review):
+        raise PermissionDenied("You may restore only your own references.")
+    return event

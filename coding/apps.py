@@ -5,15 +5,17 @@ from django.db.models.signals import post_migrate, pre_migrate
 
 def _remove_triggers(sender, using: str = "default", plan=None, **kwargs) -> None:
     if plan:
-        from coding import triggers
+        from coding import tally, triggers
 
         triggers.remove(connections[using])
+        tally.remove(connections[using])
 
 
 def _install_triggers(sender, using: str = "default", plan=None, **kwargs) -> None:
-    from coding import triggers
+    from coding import tally, triggers
 
     triggers.install(connections[using])
+    tally.install(connections[using])  # recounts the tally when its triggers were away
 
 
 class CodingConfig(AppConfig):

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Count, Q
+from django.db.models.functions import Length
 
 from coding.dates import ISO_PARTIAL, parse_partial_date
 
@@ -28,6 +29,10 @@ class Role(models.TextChoices):
 
 ALL_ROLES = frozenset(Role.values)
 REVIEW_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
+REFI_GUID_HELP = (
+    "REFI-QDA GUID kept from an imported file, so re-exports keep its identity; "
+    "empty for objects made here (their GUID is derived, see coding/refi.py)."
+)
 
 
 class PartialDateField(models.CharField):
@@ -58,6 +63,11 @@ class Project(models.Model):
     blind_coding = models.BooleanField(
         default=True, help_text="Coders see only their own references, so agreement means something."
     )
+    stopwords = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Words left out of word frequencies; empty means the default Chinese+English list.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -76,6 +86,7 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices)
+    refi_guid = models.UUIDField(null=True, blank=True, editable=False, help_text=REFI_GUID_HELP)
 
     objects = MembershipQuerySet.as_manager()
 
@@ -83,6 +94,7 @@ class Membership(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user"),
             models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+            models.UniqueConstraint(fields=["project", "refi_guid"], name="membership_unique_refi_guid"),
         ]
 
     def __str__(self) -> str:
@@ -121,6 +133,12 @@ class Policy(models.Model):
     text = models.TextField(blank=True, help_text="Stored once, LF line endings; offsets count code points.")
     segmentation_rule = models.CharField(max_length=20, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
+    refi_guid = models.UUIDField(null=True, blank=True, editable=False, help_text=REFI_GUID_HELP)
+    # Stored by the database, so the clause trigger compares with a number instead of counting
+    # the characters of the whole text for every clause it checks.
+    text_length = models.GeneratedField(
+        expression=Length("text"), output_field=models.PositiveIntegerField(), db_persist=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -132,6 +150,7 @@ class Policy(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "number"], name="policy_unique_number"),
             models.CheckConstraint(condition=Q(number__gte=1), name="policy_number_positive"),
+            models.UniqueConstraint(fields=["project", "refi_guid"], name="policy_unique_refi_guid"),
         ]
 
     def __str__(self) -> str:
@@ -184,6 +203,7 @@ class Node(models.Model):
     )
     shortcut = models.CharField(max_length=1, blank=True)
     position = models.PositiveIntegerField(default=0)
+    refi_guid = models.UUIDField(null=True, blank=True, editable=False, help_text=REFI_GUID_HELP)
 
     objects = NodeQuerySet.as_manager()
 
@@ -199,6 +219,7 @@ class Node(models.Model):
             models.UniqueConstraint(
                 fields=["project", "shortcut"], condition=~Q(shortcut=""), name="node_unique_shortcut"
             ),
+            models.UniqueConstraint(fields=["project", "refi_guid"], name="node_unique_refi_guid"),
         ]
 
     def __str__(self) -> str:
@@ -237,6 +258,7 @@ class Reference(models.Model):
     text = models.TextField(help_text="Snapshot of the coded text when it was coded.")
     memo = models.TextField(blank=True)
     version = models.PositiveIntegerField(default=1)
+    refi_guid = models.UUIDField(null=True, blank=True, editable=False, help_text=REFI_GUID_HELP)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -266,10 +288,47 @@ class Reference(models.Model):
                 condition=Q(consensus=True),
                 name="reference_unique_consensus",
             ),
+            models.UniqueConstraint(fields=["policy", "refi_guid"], name="reference_unique_refi_guid"),
         ]
 
     def __str__(self) -> str:
         return f"reference {self.pk} [{self.start}, {self.end}) at {self.node_id}"
+
+
+# ReferenceTally.layer values besides coders' user ids.
+CONSENSUS_LAYER = 0
+ALL_CODERS_LAYER = -1
+
+
+class ReferenceTally(models.Model):
+    """How many references one layer has at one node in one policy: what dashboards count from.
+
+    ``layer`` is the coder's user id, ``CONSENSUS_LAYER`` for the consensus layer, or
+    ``ALL_CODERS_LAYER`` for every coder's references together (kept as well, so that the
+    reviewers' usual view reads its rows as they are instead of summing the coders' rows).
+    Database triggers (migration 0004) keep the table equal to a recount of ``Reference`` in the
+    same transaction as every insert, update and delete of a reference, whatever writes it
+    (services, bulk imports, raw SQL, the admin); a row whose count falls to zero is deleted, so
+    each row is one policy coded at that node in that layer. Never written by application code.
+    """
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="+")
+    # Only deleting a node looks tally rows up by node, and a node with references cannot be
+    # deleted: an index on node would cost every write and serve nothing.
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="+", db_index=False)
+    layer = models.BigIntegerField(help_text="The coder's user id, 0 for the consensus layer, -1 for all coders.")
+    reference_count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            # Also the dashboards' index: a layer's rows are one range, in (node, policy) order.
+            # On PostgreSQL migration 0004 makes it covering (INCLUDE reference_count), so
+            # dashboards read the counts from the index alone.
+            models.UniqueConstraint(fields=["layer", "node", "policy"], name="referencetally_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference_count} reference(s) at node {self.node_id} in policy {self.policy_id}"
 
 
 class DoneMark(models.Model):
@@ -284,6 +343,50 @@ class DoneMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.coder} done with policy {self.policy_id}"
+
+
+class Adjudication(models.Model):
+    """A supervisor's decision on one disagreement: what the consensus layer holds for one
+    node in one clause. ``neither`` leaves the consensus empty there and is still recorded,
+    so that progress can count the disagreement as resolved.
+
+    ``scope`` says what "the node" meant when deciding: the node as coded (sub-node level)
+    or the node with everything under it (tree-node level), since a tree node's disagreement
+    covers its sub-nodes' references.
+    """
+
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accepted one coder's coding"
+        BOTH = "both", "Accepted every compared coder's coding"
+        NEITHER = "neither", "Neither: not coded"
+        ANEW = "anew", "Coded anew"
+
+    class Scope(models.TextChoices):
+        NODE = "node", "The node as coded"
+        SUBTREE = "subtree", "The node and its sub-nodes"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="adjudications")
+    clause = models.ForeignKey(Clause, on_delete=models.CASCADE, related_name="adjudications")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="adjudications")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.NODE)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    accepted_coder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clause", "node", "scope"], name="adjudication_unique_unit"),
+            models.CheckConstraint(
+                condition=Q(decision__in=["accept", "both", "neither", "anew"]), name="adjudication_decision_valid"
+            ),
+            models.CheckConstraint(condition=Q(scope__in=["node", "subtree"]), name="adjudication_scope_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} for node {self.node_id} in clause {self.clause_id}"
 
 
 class Event(models.Model):
@@ -307,3 +410,37 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type}:{self.target_id} by {self.actor_id}"
+
+
+class ImportUpload(models.Model):
+    """A file an admin uploaded on the import page, kept until they confirm the preview.
+
+    Kept in the database rather than on local disk so that whichever web process serves
+    the confirmation can read it; emptied once imported. Each admin has at most one pending
+    upload per project (a new upload replaces it).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IMPORTED = "imported", "Imported"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_uploads")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="import_uploads"
+    )
+    name = models.CharField(max_length=255)
+    data = models.BinaryField()
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    rule = models.CharField(max_length=20)
+    update = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    summary = models.JSONField(default=dict, help_text="The preview shown before confirming.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    imported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status}) for {self.project}"

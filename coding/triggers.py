@@ -22,13 +22,13 @@ CHECKS = {
     "clause_within_policy": (
         "coding_clause",
         ("INSERT", "UPDATE"),
-        'NEW."end" > (SELECT {len}(p.text) FROM coding_policy p WHERE p.id = NEW.policy_id)',
+        'NEW."end" > (SELECT p.text_length FROM coding_policy p WHERE p.id = NEW.policy_id)',
         "clause end lies past the end of its policy text",
     ),
     "policy_text_covers_clauses": (
         "coding_policy",
-        ("UPDATE",),
-        'EXISTS (SELECT 1 FROM coding_clause c WHERE c.policy_id = NEW.id AND c."end" > {len}(NEW.text))',
+        ("UPDATE OF text",),
+        '(SELECT max(c."end") FROM coding_clause c WHERE c.policy_id = NEW.id) > {len}(NEW.text)',
         "policy text would end before one of its clauses",
     ),
     "reference_within_clause": (
@@ -61,7 +61,7 @@ def _sqlite_sql() -> tuple[list[str], list[str]]:
     for name, (table, events, condition, message) in CHECKS.items():
         condition = condition.format(len="length").replace("IS DISTINCT FROM", "IS NOT")
         for event in events:
-            trigger = f"{name}_{event.lower()}"
+            trigger = f"{name}_{event.split()[0].lower()}"
             create.append(
                 f"CREATE TRIGGER {trigger} BEFORE {event} ON {table} FOR EACH ROW WHEN {condition} "
                 f"BEGIN SELECT RAISE(ABORT, '{name}: {message}'); END;"

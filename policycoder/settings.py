@@ -197,12 +197,22 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
+    # Service ValidationErrors become field-level 400s, a stale reference version a 409 (coding/api/errors.py).
+    "EXCEPTION_HANDLER": "coding.api.errors.exception_handler",
+    # Only the token endpoint is throttled (a brake on password guessing); see coding/api/views.py.
+    "DEFAULT_THROTTLE_RATES": {"token": "20/minute", "token_username": "10/minute"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PolicyCoder API",
     "DESCRIPTION": "Code policy documents as a team and measure inter-coder agreement.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so read-only fields are never asked for as input.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "coding.api.schema.add_error_responses",
+    ],
 }
 
 LOGGING = {

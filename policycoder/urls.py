@@ -7,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", projects.healthz, name="healthz"),
+    path("api/", include("coding.api.urls")),
     path("", include("coding.urls")),
 ]

@@ -1,15 +1,19 @@
 """Project-level pages: the project list, a project's home, and the health check."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from coding import access
+from coding import access, services
+from coding.forms import ProjectForm
 from coding.models import DoneMark, Membership, Policy, Role
 
 POLICIES_PER_PAGE = 100
@@ -34,6 +38,24 @@ def project_list(request: HttpRequest) -> HttpResponse:
     roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
     rows = [(project, Role.ADMIN if request.user.is_superuser else roles.get(project.pk)) for project in projects]
     return TemplateResponse(request, "coding/project_list.html", {"rows": rows})
+
+
+@login_required
+def project_create(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_superuser:
+        raise PermissionDenied("Only site administrators create projects.")
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                project = services.create_project(actor=request.user, **form.cleaned_data)
+                services.set_membership(actor=request.user, project=project, user=request.user, role=Role.ADMIN)
+        except ValidationError as exc:
+            form.add_error(None, exc)  # a dict of field errors lands on its fields
+        else:
+            messages.success(request, f"Project {project.name} created; you are its admin.")
+            return redirect("coding:project_home", slug=project.slug)
+    return TemplateResponse(request, "coding/project_create.html", {"form": form})
 
 
 @login_required

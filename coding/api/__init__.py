@@ -1,0 +1,1 @@
+"""The REST API under ``/api/`` (Django REST framework, OpenAPI schema by drf-spectacular)."""

@@ -1,0 +1,66 @@
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from django.contrib.staticfiles import finders
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_schema_is_openapi_3_with_every_endpoint(anonymous):
+    response = anonymous.get("/api/schema/")
+
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    assert schema["openapi"].startswith("3.")
+    assert set(schema["paths"]) == {
+        "/api/auth/token/",
+        "/api/projects/",
+        "/api/projects/{slug}/policies/",
+        "/api/projects/{slug}/policies/{number}/",
+        "/api/projects/{slug}/policies/{number}/done/",
+        "/api/projects/{slug}/nodes/",
+        "/api/projects/{slug}/nodes/{node_id}/",
+        "/api/projects/{slug}/nodes/{node_id}/merge/",
+        "/api/projects/{slug}/references/",
+        "/api/projects/{slug}/references/{reference_id}/",
+        "/api/projects/{slug}/distribution/",
+        "/api/projects/{slug}/agreement/",
+    }
+    assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth"}
+
+
+def test_schema_documents_filters_and_errors(anonymous):
+    schema = yaml.safe_load(anonymous.get("/api/schema/?format=json").content)
+    references = schema["paths"]["/api/projects/{slug}/references/"]
+    params = {p["name"] for p in references["get"]["parameters"]}
+    patch = schema["paths"]["/api/projects/{slug}/references/{reference_id}/"]["patch"]
+
+    assert {"policy", "clause", "node", "coder", "layer", "page", "page_size"} <= params
+    assert {"200", "400", "401", "403", "404", "409", "413"} <= set(patch["responses"])
+    assert set(schema["paths"]["/api/auth/token/"]["post"]["responses"]) == {"200", "400", "413", "415", "429"}
+
+
+def test_docs_page_uses_vendored_swagger_ui_and_no_cdn(client):
+    response = client.get("/api/docs/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-schema-url="/api/schema/"' in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert all(url.startswith("/static/") for url in assets), assets
+    for url in assets:
+        assert finders.find(url.removeprefix("/static/")), url
+    assert "<style" not in html and re.search(r"<script>", html) is None  # no inline code (CSP-friendly)
+
+
+def test_vendored_swagger_ui_is_recorded(db):
+    vendored = (ROOT / "static" / "VENDORED.md").read_text()
+    bundle = ROOT / "static" / "coding" / "vendor" / "swagger-ui" / "swagger-ui-bundle.js"
+
+    assert "swagger-ui-dist" in vendored and "5.35.0" in vendored
+    assert bundle.stat().st_size > 1_000_000
+    assert "https://" not in (ROOT / "static" / "coding" / "js" / "api-docs.js").read_text()
