@@ -235,6 +235,11 @@ def _write_clauses(policy: Policy, rule: str) -> tuple[int, str]:
     return len(result.clauses), result.message
 
 
+def normalise_text(text: str) -> str:
+    """Policy text as stored: LF line endings (offsets refer to this text)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def next_policy_number(project: Project) -> int:
     return (Policy.objects.filter(project=project).aggregate(m=Max("number"))["m"] or 0) + 1
 
@@ -251,6 +256,7 @@ def create_policy(
     if rule not in RULES:
         raise ValidationError({"rule": f"{rule!r} is not a segmentation rule; use one of {', '.join(RULES)}."})
     cleaned = _clean_policy_fields(fields)
+    text = normalise_text(text)
     number = cleaned.pop("number", None) or next_policy_number(project)
     if Policy.objects.filter(project=project, number=number).exists():
         raise ValidationError({"number": f"Policy number {number} already exists in this project."})
@@ -307,7 +313,7 @@ def set_policy_text(*, actor, policy: Policy, text: str, rule: str | None = None
     _refuse_if_coded(policy, "changing its text")
     before = _policy_snapshot(policy) | {"clauses": policy.clauses.count()}
     policy.clauses.all().delete()
-    policy.text = text
+    policy.text = normalise_text(text)
     policy.save(update_fields=["text", "updated_at"])
     clause_count, message = _write_clauses(policy, rule)
     policy.save(update_fields=["segmentation_rule"])
@@ -694,11 +700,21 @@ def update_reference(
         raise StaleReference(current)
     if node is not None and node.project_id != current.policy.project_id:
         raise ValidationError({"node": "The node belongs to another project than the policy."})
+    if node is not None and node.pk != current.node_id:
+        same_passage = Reference.objects.filter(
+            node=node, clause_id=current.clause_id, start=current.start, end=current.end, consensus=current.consensus
+        )
+        if not current.consensus:
+            same_passage = same_passage.filter(coder_id=current.coder_id)
+        if same_passage.exists():
+            raise ValidationError({"node": f"This passage is already coded at {node.name!r} in the same layer."})
     before = _reference_snapshot(current)
     if node is not None:
         current.node = node
     if memo is not None:
         current.memo = memo
+    if (current.node_id, current.memo) == (before["node_id"], before["memo"]):
+        return current  # nothing changed: no new version, nothing to audit
     current.version += 1
     current.save()
     record_event(

@@ -17,6 +17,7 @@ from rest_framework import serializers
 
 from coding.models import Clause, Node, Policy, Project, Reference, Role
 from coding.segmentation import RULES
+from coding.services import normalise_text
 
 # PostgreSQL's integer: anything larger is bad input to refuse, not a value to send to the database.
 MAX_INT = 2_147_483_647
@@ -195,10 +196,6 @@ class ProjectNodeField(serializers.PrimaryKeyRelatedField):
         return Node.objects.filter(project=self.context["project"])
 
 
-def normalise_line_ends(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
 class PolicyCreateSerializer(serializers.Serializer):
     number = serializers.IntegerField(
         min_value=1, max_value=MAX_INT, required=False, help_text="Defaults to the next free number."
@@ -226,7 +223,7 @@ class PolicyCreateSerializer(serializers.Serializer):
     attributes = serializers.DictField(required=False, help_text="Free-form classifications, e.g. for crosstabs.")
 
     def validate_text(self, value: str) -> str:
-        return normalise_line_ends(value)
+        return normalise_text(value)  # the service stores it so too; validated here so errors name the field
 
 
 class NodeInputSerializer(serializers.Serializer):

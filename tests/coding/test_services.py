@@ -305,3 +305,33 @@ def test_delete_policy_audits_once_and_removes_its_coding(policy, node, coder_a,
     (row,) = events.new()
     assert row.action == "policy.delete" and row.before["references"] == 1
     assert Policy.objects.count() == 0 and Reference.objects.count() == 0
+
+
+def test_update_reference_to_a_node_already_coding_that_passage_is_refused(policy, project, coder_a, admin_user):
+    first = services.add_node(actor=admin_user, project=project, name="Talent")
+    second = services.add_node(actor=admin_user, project=project, name="Infrastructure")
+    clause = clause_for(policy, 1)
+    span = {"clause": clause, "start": clause.start, "end": clause.end, "coder": coder_a}
+    ref = services.add_reference(actor=coder_a, node=first, **span)
+    services.add_reference(actor=coder_a, node=second, **span)
+    with pytest.raises(ValidationError, match="already coded at 'Infrastructure'"):
+        services.update_reference(actor=coder_a, reference=ref, version=ref.version, node=second)
+
+
+def test_update_reference_without_a_change_writes_no_version_and_no_event(policy, node, coder_a, events):
+    clause = clause_for(policy, 1)
+    ref = services.add_reference(
+        actor=coder_a, clause=clause, node=node, coder=coder_a, start=clause.start, end=clause.end
+    )
+    events.new()
+    same = services.update_reference(actor=coder_a, reference=ref, version=1, node=node, memo="")
+    assert same.version == 1 and events.new() == []
+
+
+def test_policy_text_is_stored_with_lf_line_ends(project, admin_user):
+    policy = services.create_policy(
+        actor=admin_user, project=project, title="CRLF", text="第一条　甲。\r\n第二条　乙。\r"
+    )
+    assert policy.text == "第一条　甲。\n第二条　乙。\n"
+    services.set_policy_text(actor=admin_user, policy=policy, text="第一条　丙。\r\n")
+    assert policy.text == "第一条　丙。\n"
