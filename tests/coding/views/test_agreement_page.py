@@ -164,6 +164,20 @@ def test_not_computable_says_why(client, coded, project, admin_user, codebook, s
     assert "not computable: no clauses to compare: no policy is marked done by every chosen coder" in nothing
 
 
+def test_a_project_without_coding_says_why_nothing_is_computable(client, project, supervisor, coder_a, coder_b):
+    client.force_login(supervisor)
+
+    response = client.get(
+        reverse("coding:agreement", args=["study"]), {"coders": "coder_a,coder_b", "unit": "character"}
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Compared <strong>0</strong> policies (0 clauses)" in html
+    assert "not computable: no clauses to compare: no policy is marked done by every chosen coder" in html
+    assert "No policy is marked done by every chosen coder yet." in html
+
+
 def test_bad_selection_is_reported_on_the_page(client, coded, supervisor):
     client.force_login(supervisor)
 
