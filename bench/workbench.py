@@ -470,7 +470,7 @@ def browser_usable(study, port: int) -> dict:
             marks = page.evaluate(
                 "() => [performance.getEntriesByName('pc:workbench-ready')[0].startTime,"
                 " (performance.getEntriesByName('first-contentful-paint')[0] || {startTime: NaN}).startTime,"
-                " document.querySelectorAll('mark.seg').length]"
+                " document.querySelectorAll('mark[data-refs]').length]"
             )
             assert marks[2] > 1000, marks  # the 2,000 references are drawn
             ready.append(marks[0] / 1000)
@@ -549,7 +549,8 @@ def main() -> int:
         print(
             f"Synthetic study: policy of {dense.clauses.count()} clauses, {len(dense.text):,} characters, "
             f"{models.Reference.objects.filter(policy=dense).count():,} references "
-            f"(built in {time.perf_counter() - started:.1f} s). PostgreSQL {DB_NAME}; {os.cpu_count()} CPUs."
+            f"(built in {time.perf_counter() - started:.1f} s). PostgreSQL {DB_NAME}; {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)."
         )
 
         results = server_times(study, models)
@@ -616,7 +617,8 @@ def main() -> int:
         if not args.keep and not args.reuse:
             psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
 
-    print("\nTargets:", "all met." if not failures else "MISSED: " + "; ".join(failures))
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}.")
+    print("Targets:", "all met." if not failures else "MISSED: " + "; ".join(failures))
     return 1 if failures else 0
 
 

@@ -37,6 +37,7 @@ urlpatterns = [
         name="reference_delete",
     ),
     path("projects/<slug:slug>/nodes/<int:node_id>/", nodes.node_detail, name="node_detail"),
+    path("projects/<slug:slug>/codebook.css", nodes.codebook_css, name="codebook_css"),
     # Setup (project admins): policy import, clause review, members
     path("projects/<slug:slug>/import/", setup.policy_import, name="policy_import"),
     path("projects/<slug:slug>/import/<int:upload_id>/", setup.policy_import_preview, name="policy_import_preview"),

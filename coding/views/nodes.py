@@ -3,6 +3,7 @@ to write their results."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest, Least, Substr
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.views.decorators.http import require_GET
 
 from coding import access
 from coding.forms import LayerFilterForm, NodeReferenceFilterForm
@@ -73,6 +75,26 @@ def filter_layer(references, form: LayerFilterForm, coders: list):
         user = next(u for u in coders if u.get_username() == value)
         return references.by_coder(user)
     return references
+
+
+def colours_version(outline: list[OutlineEntry]) -> str:
+    """Changes whenever a node's colour does: the codebook.css URL carries it, so browsers
+    may keep the stylesheet for good."""
+    colours = ",".join(f"{e.node.pk}{node_colour(e.node)}" for e in sorted(outline, key=lambda e: e.node.pk))
+    return hashlib.sha256(colours.encode()).hexdigest()[:12]
+
+
+@require_GET
+@login_required
+def codebook_css(request: HttpRequest, slug: str) -> HttpResponse:
+    """Each node's colour as a class (``.n<id>``), for the highlights of the policy page."""
+    acc = access.get_project_for_user(request.user, slug)
+    outline = codebook_outline(acc.project)
+    css = "".join(f".n{e.node.pk}{{--hl:{node_colour(e.node)}}}\n" for e in outline)
+    response = HttpResponse(css, content_type="text/css; charset=utf-8")
+    if request.GET.get("v") == colours_version(outline):
+        response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
 
 
 @login_required

@@ -7,8 +7,9 @@ end of a selection as (clause number, UTF-16 offset into that clause's text);
 ``forms.SelectionForm`` converts them to code points. Nothing else converts offsets.
 
 Writes are htmx POSTs to the partial endpoints below; each answers with the clause rows it
-changed (``hx-swap-oob``) and asks the side panel to refresh itself (``pc:panel-stale``),
-which keeps a save's cost independent of how many references the policy has. What a user
+changed (``hx-swap-oob``) and asks the side panel's list to refresh itself
+(``pc:panel-stale``), which keeps a save's cost independent of how many references the
+policy has; the page loads that list the same way, after the text. What a user
 sees is decided by ``access.visible_references`` (blind coding), for the page and for every
 partial alike.
 """
@@ -49,6 +50,7 @@ from coding.views.nodes import (
     DEFAULT_COLOUR,
     OutlineEntry,
     codebook_outline,
+    colours_version,
     filter_layer,
     node_colour,
     project_coders,
@@ -118,23 +120,23 @@ def _text(text: str) -> str:
 
 
 def clause_html(
-    text: str, offset: int, references: Iterable[RefRow | Reference], colours: dict[int, str]
+    text: str, offset: int, references: Iterable[MarkRow | Reference], colours: dict[int, str]
 ) -> SafeString:
     """The clause's text as HTML whose textContent is exactly ``text``.
 
     Each stretch covered by references is one <mark> listing them in ``data-refs`` (in
-    order of start), painted in their nodes' colours, so overlapping references all stay
-    visible and clickable. ``offset`` is the clause's start in the policy text (references
-    count from there).
+    order of start), painted in their node's colour (class ``n<node id>``) or, where
+    references overlap, in bands of each one's colour, so all stay visible and clickable.
+    ``offset`` is the clause's start in the policy text (references count from there).
     """
-    starts: dict[int, list[RefRow | Reference]] = defaultdict(list)
-    ends: dict[int, list[RefRow | Reference]] = defaultdict(list)
+    starts: dict[int, list[MarkRow | Reference]] = defaultdict(list)
+    ends: dict[int, list[MarkRow | Reference]] = defaultdict(list)
     for ref in references:
         starts[ref.start - offset].append(ref)
         ends[ref.end - offset].append(ref)
     if not starts:
         return mark_safe(_text(text))
-    active: dict[int, RefRow | Reference] = {}
+    active: dict[int, MarkRow | Reference] = {}
     parts = []
     for a, b in pairwise(sorted({0, len(text), *starts, *ends})):
         for ref in ends.get(a, ()):
@@ -144,12 +146,12 @@ def clause_html(
         piece = _text(text[a:b])
         if len(active) == 1:
             (ref,) = active.values()
-            paint = colours.get(ref.node_id, DEFAULT_COLOUR)
-            parts.append(f'<mark class="seg" data-refs="{ref.pk}" style="--hl:{paint}">{piece}</mark>')
+            # The node's colour comes from its class (codebook.css): no style to parse per mark.
+            parts.append(f'<mark class="n{ref.node_id}" data-refs="{ref.pk}">{piece}</mark>')
         elif active:
             ids = " ".join([str(pk) for pk in active])
             paint = _paint(tuple([colours.get(ref.node_id, DEFAULT_COLOUR) for ref in active.values()]))
-            parts.append(f'<mark class="seg overlap" data-refs="{ids}" style="--hl:{paint}">{piece}</mark>')
+            parts.append(f'<mark class="overlap" data-refs="{ids}" style="--hl:{paint}">{piece}</mark>')
         else:
             parts.append(piece)
     return mark_safe("".join(parts))
@@ -201,7 +203,6 @@ class RefRow:
         "clause_id",
         "clause__number",
         "node_id",
-        "node__colour",
         "coder_id",
         "coder__username",
         "consensus",
@@ -216,7 +217,6 @@ class RefRow:
     clause_id: int
     clause_number: int
     node_id: int
-    node_colour: str
     coder_id: int | None
     coder_name: str | None
     consensus: bool
@@ -288,12 +288,10 @@ class Workbench:
         rows = self.references.filter(**filters).values_list(*RefRow.FIELDS).order_by("start", "end", "id")
         return [RefRow(*row) for row in rows]
 
-    def clause_rows(
-        self, clauses: list[Clause], references: list[RefRow] | list[MarkRow], oob: bool = False
-    ) -> list[dict]:
+    def clause_rows(self, clauses: list[Clause], references: list[MarkRow], oob: bool = False) -> list[dict]:
         """Each clause as its label and its list item (``html``), ready to print."""
         colours = {ref.node_id: safe_colour(ref.node_colour) for ref in references}
-        by_clause: dict[int, list[RefRow]] = defaultdict(list)
+        by_clause: dict[int, list[MarkRow]] = defaultdict(list)
         for ref in references:
             by_clause[ref.clause_id].append(ref)
         text, number = self.policy.text, self.policy.number
@@ -307,18 +305,17 @@ class Workbench:
     def changed_rows(self, clauses: Iterable[Clause]) -> list[dict]:
         """The rows of ``clauses``, for an out-of-band swap."""
         clauses = list(clauses)
-        marks = self.references.filter(clause_id__in=[c.pk for c in clauses]).values_list(*MARK_FIELDS)
-        return self.clause_rows(clauses, [MarkRow(*row) for row in marks.order_by("start", "end", "id")], oob=True)
+        return self.clause_rows(clauses, self.marks(clause_id__in=[c.pk for c in clauses]), oob=True)
 
     def changed_row(self, clause_id: int) -> list[dict]:
         return self.changed_rows(Clause.objects.filter(policy=self.policy, pk=clause_id))
 
-    def panel(self, references: list[RefRow]) -> dict:
+    def reference_groups(self, references: list[RefRow]) -> dict:
+        """The side panel's list: the references by node, in codebook order, with counts."""
         by_node: dict[int, list[RefRow]] = defaultdict(list)
         for ref in references:
             by_node[ref.node_id].append(ref)
-        number = self.policy.number
-        show_coder = self.acc.sees_all_references
+        number, show_coder = self.policy.number, self.acc.sees_all_references
         groups = [
             {
                 "entry": entry,
@@ -329,6 +326,12 @@ class Workbench:
             for entry in self.outline
             if entry.node.pk in by_node
         ]
+        return {"groups": groups, "total": len(references)}
+
+    def status(self) -> dict:
+        """Previous and next policy, and the progress of the coder shown (the user, or the
+        coder a reviewer chose): policies done out of those with text, and this one."""
+        number = self.policy.number
         around = Policy.objects.for_project(self.project).aggregate(
             previous=Max("number", filter=Q(number__lt=number)),
             next=Min("number", filter=Q(number__gt=number)),
@@ -347,13 +350,11 @@ class Workbench:
                 "total": around["with_text"],
                 "this_done": bool(marks["this"]),
             }
-        return {
-            "groups": groups,
-            "total": len(references),
-            "previous": around["previous"],
-            "next": around["next"],
-            "progress": progress,
-        }
+        return {"previous": around["previous"], "next": around["next"], "progress": progress}
+
+    def marks(self, **filters) -> list[MarkRow]:
+        rows = self.references.filter(**filters).values_list(*MARK_FIELDS).order_by("start", "end", "id")
+        return [MarkRow(*row) for row in rows]
 
     def cards(self, references: list[RefRow]) -> list[dict]:
         entries = {e.node.pk: e for e in self.outline}
@@ -394,12 +395,14 @@ class Workbench:
 def policy_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     wb = Workbench(request, slug, number)
     clauses = list(Clause.objects.filter(policy=wb.policy).order_by("start"))
-    references = wb.reference_rows()
+    # The side panel's list of references arrives by its own request (policy_panel), so
+    # the text and its highlights, what a coder needs first, come without waiting for it.
     return wb.render(
         "",
-        rows=wb.clause_rows(clauses, references),
+        rows=wb.clause_rows(clauses, wb.marks()),
         picker=[(e, node_colour(e.node)) for e in wb.outline],
-        **wb.panel(references),
+        colours_version=colours_version(wb.outline),
+        **wb.status(),
     )
 
 
@@ -410,7 +413,7 @@ def clause_row(request: HttpRequest, slug: str, number: int, clause_number: int)
     clause = Clause.objects.filter(policy=wb.policy, number=clause_number).first()
     if clause is None:
         raise Http404(f"Clause {number}-{clause_number} does not exist.")
-    rows = wb.clause_rows([clause], wb.reference_rows(clause=clause))
+    rows = wb.clause_rows([clause], wb.marks(clause=clause))
     return wb.render("clause-row", row=rows[0])
 
 
@@ -418,7 +421,7 @@ def clause_row(request: HttpRequest, slug: str, number: int, clause_number: int)
 @login_required_or_401
 def policy_panel(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     wb = Workbench(request, slug, number)
-    return wb.render("side-panel", **wb.panel(wb.reference_rows()))
+    return wb.render("panel-refs", **wb.reference_groups(wb.reference_rows()))
 
 
 @require_GET
@@ -563,4 +566,4 @@ def policy_done(request: HttpRequest, slug: str, number: int) -> HttpResponse:
         services.unmark_policy_done(actor=request.user, policy=wb.policy, coder=request.user)
     if not request.htmx:
         return redirect("coding:policy_detail", slug, number)
-    return wb.render("side-panel", **wb.panel(wb.reference_rows()))
+    return wb.render("panel-status", **wb.status())

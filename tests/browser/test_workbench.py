@@ -67,14 +67,27 @@ def log_in(context, user, url: str) -> None:
     context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": url}])
 
 
-def open_policy(browser, live_server, user, number=1):
-    context = browser.new_context(base_url=live_server.url, locale="en-GB", viewport={"width": 1400, "height": 900})
-    log_in(context, user, live_server.url)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page.goto(f"/projects/{SLUG}/policies/{number}/")
-    page.wait_for_selector("#workbench[data-ready=true]")
-    return page
+@pytest.fixture
+def open_policy(browser, live_server):
+    """Open a policy's workbench as a user, each in a browser context of its own. At the end
+    the pages are left to finish their requests (the side panel refreshes after a save)
+    before the database is emptied under them."""
+    pages = []
+
+    def open_(user, number=1):
+        context = browser.new_context(base_url=live_server.url, locale="en-GB", viewport={"width": 1400, "height": 900})
+        log_in(context, user, live_server.url)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(f"/projects/{SLUG}/policies/{number}/")
+        page.wait_for_selector("#workbench[data-ready=true]")
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        page.wait_for_load_state("networkidle")
+        page.context.close()
 
 
 def utf16(text: str) -> int:
@@ -113,6 +126,12 @@ def select(page, label: str, passage: str) -> None:
     page.mouse.up()
     assert page.evaluate("getSelection().toString()") == passage
     page.wait_for_selector("#node-picker:not([hidden])")
+
+
+def panel_entries(page) -> list[str]:
+    """The side panel's references, once it has loaded them."""
+    page.locator("#panel-refs h2").wait_for()
+    return page.locator("#panel-refs .ref-entry").all_inner_texts()
 
 
 def pick(page, path: str) -> None:
@@ -173,11 +192,12 @@ def test_coder1_codes_a_passage_of_clause_3_as_talent_without_a_reload(page, stu
 
     page.reload()
     assert page.locator("#text-1-3 mark").inner_text() == "统筹规划、资源整合"
-    assert page.locator("#side-panel .ref-entry .label").all_inner_texts() == ["1-3"]
+    assert panel_entries(page) == ["1-3 统筹规划、资源整合"]
+    page.wait_for_load_state("networkidle")
 
 
-def test_passage_after_an_astral_character_and_a_crlf_line_break_is_stored_as_selected(browser, live_server, study):
-    page = open_policy(browser, live_server, study["coder1"], number=2)
+def test_passage_after_an_astral_character_and_a_crlf_line_break_is_stored_as_selected(open_policy, study):
+    page = open_policy(study["coder1"], number=2)
 
     select(page, "2-2", "鼓励企业")  # second line of the clause: after 𠀀 and a CRLF-origin break
     pick(page, "Supply-based › Talent")
@@ -193,15 +213,22 @@ def test_passage_after_an_astral_character_and_a_crlf_line_break_is_stored_as_se
     page.reload()
     assert sorted(page.locator("#text-2-2 mark").all_inner_texts()) == ["鼓励企业", "𠀀支持数据"]
 
+    # A text stored with CR characters anyway: the browser's text still equals the stored one.
+    raw = "第一条　甲。\r\n乙𠀀丙。\r\n"
+    policy = Policy.objects.create(project=study["project"], number=3, title="raw", text=raw)
+    Clause.objects.create(policy=policy, number=1, start=0, end=len(raw) - 2)
+    page.goto(f"/projects/{SLUG}/policies/3/")
+    assert page.evaluate("document.getElementById('text-3-1').textContent") == raw[:-2]
 
-def test_blind_coder2_sees_nothing_of_coder1_and_the_supervisor_sees_both_by_coder(browser, live_server, study):
+
+def test_blind_coder2_sees_nothing_of_coder1_and_the_supervisor_sees_both_by_coder(open_policy, study):
     ones = code_in_db(study["coder1"], 1, 3, "统筹规划", "Supply-based › Talent")
     twos = code_in_db(study["coder2"], 1, 3, "资源整合", "Supply-based › Talent")
 
-    page = open_policy(browser, live_server, study["coder2"])
-    assert page.locator("mark.seg").count() == 1
+    page = open_policy(study["coder2"])
+    assert page.locator("mark[data-refs]").count() == 1
     assert page.locator(f'mark[data-refs~="{ones.pk}"]').count() == 0
-    assert page.locator("#side-panel .ref-entry").all_inner_texts() == ["1-3 资源整合"]
+    assert panel_entries(page) == ["1-3 资源整合"]
     leaks = [
         f"/projects/{SLUG}/policies/1/clauses/3/",
         f"/projects/{SLUG}/policies/1/panel/",
@@ -216,22 +243,22 @@ def test_blind_coder2_sees_nothing_of_coder1_and_the_supervisor_sees_both_by_cod
     page.goto(f"/projects/{SLUG}/nodes/{ones.node_id}/")
     assert page.locator(".node-ref .kwic mark").all_inner_texts() == ["资源整合"]
 
-    page = open_policy(browser, live_server, study["supervisor"])
+    page = open_policy(study["supervisor"])
     assert page.locator("#text-1-3 mark").count() >= 2
-    shown = {int(i) for m in page.locator("mark.seg").all() for i in m.get_attribute("data-refs").split()}
+    shown = {int(i) for m in page.locator("mark[data-refs]").all() for i in m.get_attribute("data-refs").split()}
     assert shown == {ones.pk, twos.pk}
     page.get_by_label("Show references of").select_option("coder1")
     page.get_by_role("button", name="Show").click()
     page.wait_for_selector("#workbench[data-ready=true]")
-    assert page.locator("mark.seg").all_inner_texts() == ["统筹规划"]
-    assert page.locator("#side-panel .ref-entry").all_inner_texts() == ["1-3 统筹规划"]
+    assert page.locator("mark[data-refs]").all_inner_texts() == ["统筹规划"]
+    assert panel_entries(page) == ["1-3 统筹规划"]
     page.goto(f"/projects/{SLUG}/nodes/{ones.node_id}/?coder=coder2")
     assert page.locator(".node-ref .kwic mark").all_inner_texts() == ["资源整合"]
 
 
-def test_change_node_edit_memo_delete_and_undo_each_work_and_are_audited(browser, live_server, study):
+def test_change_node_edit_memo_delete_undo_and_conflicts(open_policy, study):
     reference = code_in_db(study["coder1"], 1, 3, "统筹规划", "Supply-based › Talent")
-    page = open_policy(browser, live_server, study["coder1"])
+    page = open_policy(study["coder1"])
     card = page.locator(f"#card-{reference.pk}")
 
     page.locator(f'mark[data-refs="{reference.pk}"]').click()
@@ -249,8 +276,9 @@ def test_change_node_edit_memo_delete_and_undo_each_work_and_are_audited(browser
         node("Environmental-based › Target Planning"),
         3,
     )
-    colour = node("Environmental-based › Target Planning").colour
-    assert colour in page.locator(f'mark[data-refs="{reference.pk}"]').get_attribute("style")
+    colour = node("Environmental-based › Target Planning").colour  # e.g. #d3f0c9, drawn as rgb(211, 240, 201)
+    drawn = page.locator(f'mark[data-refs="{reference.pk}"]').evaluate("m => getComputedStyle(m).backgroundColor")
+    assert drawn == "rgb({}, {}, {})".format(*(int(colour[i : i + 2], 16) for i in (1, 3, 5)))
 
     card.get_by_role("button", name="Delete").click()
     undo = page.locator("#wb-toast").get_by_role("button", name="Undo")
@@ -277,9 +305,20 @@ def test_change_node_edit_memo_delete_and_undo_each_work_and_are_audited(browser
         "reference.restore",
     ]
 
+    # Meanwhile another tab changes it: saving this one's memo is a conflict, not an overwrite.
+    page.locator(f'mark[data-refs="{reference.pk}"]').click()
+    card.get_by_label("Memo").fill("mine")
+    services.update_reference(actor=study["coder1"], reference=restored, version=restored.version, memo="other tab")
+    card.get_by_role("button", name="Save memo").click()
+    card.locator(".conflict").wait_for()
+    assert "changed elsewhere" in card.locator(".conflict").inner_text()
+    assert card.get_by_label("Memo").input_value() == "other tab"
+    assert "mine" in card.locator(".lost-memo").inner_text()
+    assert Reference.objects.get().memo == "other tab"
 
-def test_keyboard_only_codes_a_whole_clause_and_a_passage(browser, live_server, study):
-    page = open_policy(browser, live_server, study["coder1"])
+
+def test_keyboard_only_codes_a_whole_clause_and_a_passage(open_policy, study):
+    page = open_policy(study["coder1"])
 
     for _ in range(60):  # Tab through the page to clause 1-2's label, as a keyboard user does
         page.keyboard.press("Tab")
@@ -303,54 +342,49 @@ def test_keyboard_only_codes_a_whole_clause_and_a_passage(browser, live_server, 
     page.keyboard.press("t")  # Talent's own shortcut
     wait_for_mark(page, "1-3", "第三条")
 
+    page.keyboard.press("Tab")  # on to clause 1-4's label; recently used nodes come first
+    assert page.evaluate("document.activeElement.id") == "code-1-4"
+    page.keyboard.press("Enter")
+    assert page.locator("#picker-list [aria-selected=true]").get_attribute("aria-label") == "Supply-based › Talent"
+    page.keyboard.press("2")  # the second recently used: Infrastructure
+    wait_for_mark(page, "1-4", "第四条")
+
     coded = {(r.clause.number, r.node.name, r.start == r.clause.start) for r in Reference.objects.all()}
-    assert coded == {(2, "Infrastructure", True), (3, "Talent", True)}
+    assert coded == {(2, "Infrastructure", True), (3, "Talent", True), (4, "Infrastructure", True)}
     whole = Reference.objects.get(clause__number=2)
     assert (whole.start, whole.end) == (whole.clause.start, whole.clause.end)
     assert Reference.objects.get(clause__number=3).text == "第三条"
 
 
-def test_two_coders_coding_the_same_clause_at_once_both_keep_their_reference(browser, live_server, study):
-    one = open_policy(browser, live_server, study["coder1"])
-    two = open_policy(browser, live_server, study["coder2"])
-    select(one, "1-4", "协调推进机制")
-    select(two, "1-4", "统筹全市")
+def test_two_coders_and_two_tabs_coding_one_clause_at_once_lose_and_duplicate_nothing(open_policy, study):
+    tab_a = open_policy(study["coder1"])
+    tab_b = open_policy(study["coder1"])
+    other = open_policy(study["coder2"])
+    for page in (tab_a, tab_b, other):
+        select(page, "1-4", "统筹全市")
 
-    # Both saves are sent before either answers.
-    one.locator("#node-picker").get_by_role("option", name="Supply-based › Talent", exact=True).dispatch_event("click")
-    two.locator("#node-picker").get_by_role("option", name="Supply-based › Talent", exact=True).dispatch_event("click")
+    # The three saves are all sent before any answers; coder1's two tabs send the same one.
+    for page in (tab_a, tab_b, other):
+        option = page.locator("#node-picker").get_by_role("option", name="Supply-based › Talent", exact=True)
+        option.dispatch_event("click")
+    for page in (tab_a, tab_b, other):
+        wait_for_mark(page, "1-4", "统筹全市")
+    select(tab_b, "1-4", "协调推进机制")
+    pick(tab_b, "Supply-based › Infrastructure")
+    wait_for_mark(tab_b, "1-4", "协调推进机制")
 
-    wait_for_mark(one, "1-4", "协调推进机制")
-    wait_for_mark(two, "1-4", "统筹全市")
-    assert {(r.coder.username, r.text) for r in Reference.objects.all()} == {
-        ("coder1", "协调推进机制"),
-        ("coder2", "统筹全市"),
+    stored = [(r.coder.username, r.text, r.node.name) for r in Reference.objects.all()]
+    assert len(stored) == 3 and set(stored) == {
+        ("coder1", "统筹全市", "Talent"),
+        ("coder1", "协调推进机制", "Infrastructure"),
+        ("coder2", "统筹全市", "Talent"),
     }
-    assert one.locator("#text-1-4 mark").all_inner_texts() == ["协调推进机制"]  # still blind
+    assert Event.objects.filter(action="reference.create").count() == 3
+    assert other.locator("#text-1-4 mark").all_inner_texts() == ["统筹全市"]  # coder2 still sees only theirs
 
 
-def test_two_tabs_of_one_coder_coding_the_same_clause_keep_both_and_duplicate_nothing(browser, live_server, study):
-    first = open_policy(browser, live_server, study["coder1"])
-    second = open_policy(browser, live_server, study["coder1"])
-    for tab in (first, second):
-        select(tab, "1-4", "统筹全市")
-
-    for tab in (first, second):
-        tab.locator("#node-picker").get_by_role("option", name="Supply-based › Talent", exact=True).dispatch_event(
-            "click"
-        )
-    wait_for_mark(first, "1-4", "统筹全市")
-    wait_for_mark(second, "1-4", "统筹全市")
-    select(second, "1-4", "协调推进机制")
-    pick(second, "Supply-based › Infrastructure")
-    wait_for_mark(second, "1-4", "协调推进机制")
-
-    assert sorted(r.text for r in Reference.objects.all()) == ["协调推进机制", "统筹全市"]
-    assert Event.objects.filter(action="reference.create").count() == 2
-
-
-def test_failed_saves_say_why_keep_the_selection_and_succeed_on_retry(browser, live_server, study):
-    page = open_policy(browser, live_server, study["coder1"])
+def test_failed_saves_say_why_keep_the_selection_and_succeed_on_retry(open_policy, live_server, study):
+    page = open_policy(study["coder1"])
     alert = page.locator("#wb-alert")
     add_url = f"**/projects/{SLUG}/policies/1/references/add/"
 
@@ -383,21 +417,3 @@ def test_failed_saves_say_why_keep_the_selection_and_succeed_on_retry(browser, l
     alert.wait_for(state="hidden")
     assert [r.text for r in Reference.objects.all()] == ["统筹规划"]
     assert not page.evaluate("CSS.highlights.has('pc-failed')")
-
-
-def test_editing_a_reference_changed_in_another_tab_shows_a_conflict(browser, live_server, study):
-    reference = code_in_db(study["coder1"], 1, 3, "统筹规划", "Supply-based › Talent")
-    page = open_policy(browser, live_server, study["coder1"])
-    page.locator(f'mark[data-refs="{reference.pk}"]').click()
-    card = page.locator(f"#card-{reference.pk}")
-    card.get_by_label("Memo").fill("mine")
-
-    services.update_reference(actor=study["coder1"], reference=reference, version=1, memo="from the other tab")
-    card.get_by_role("button", name="Save memo").click()
-
-    card.locator(".conflict").wait_for()
-    assert "changed elsewhere" in card.locator(".conflict").inner_text()
-    assert card.get_by_label("Memo").input_value() == "from the other tab"
-    assert "mine" in card.locator(".lost-memo").inner_text()
-    reference.refresh_from_db()
-    assert (reference.memo, reference.version) == ("from the other tab", 2)

@@ -30,7 +30,7 @@
   const RETRY_DELAYS_MS = [300, 1000];
   const hasHighlights = typeof Highlight === "function" && window.CSS && CSS.highlights;
 
-  const nodes = new Map(treeOptions.map((o) => [o.dataset.node, { path: o.dataset.path, shortcut: o.dataset.shortcut }]));
+  const paths = new Map(treeOptions.map((o) => [o.dataset.node, o.dataset.path]));
 
   let pending = null; // the selection the open picker will code
   let pickerMode = null; // "code" | "change"
@@ -39,7 +39,7 @@
   let visible = []; // options shown in the picker, in order
   let active = -1;
   let saving = []; // selections sent, not yet confirmed
-  let failed = []; // selections whose save failed: [{piece, node, message}]
+  let failed = []; // selections whose save failed: [{selection, node, message}]
   let popoverOpener = null;
 
   // --- small helpers -------------------------------------------------------------------
@@ -155,7 +155,7 @@
 
   function recentIds() {
     try {
-      return JSON.parse(localStorage.getItem(root.dataset.recentKey) || "[]").filter((id) => nodes.has(String(id)));
+      return JSON.parse(localStorage.getItem(root.dataset.recentKey) || "[]").filter((id) => paths.has(String(id)));
     } catch (e) {
       return [];
     }
@@ -172,6 +172,8 @@
     for (const id of ids) {
       const option = document.getElementById("pick-" + id).cloneNode(true);
       option.id = "pick-r-" + id;
+      option.hidden = false;
+      option.setAttribute("aria-selected", "false");
       option.style.setProperty("--depth", 0);
       option.classList.add("recent");
       option.querySelector(".pick-name").textContent = option.dataset.path;
@@ -190,8 +192,12 @@
       option.hidden = !match;
       if (match) visible.push(option);
     }
-    for (const option of picker.querySelectorAll("[role=option]")) option.querySelector(".pick-num").textContent = "";
+    for (const option of picker.querySelectorAll("[role=option]")) {
+      option.querySelector(".pick-num").textContent = "";
+      option.setAttribute("aria-selected", "false");
+    }
     visible.slice(0, 9).forEach((option, i) => { option.querySelector(".pick-num").textContent = String(i + 1); });
+    active = -1;
     setActive(visible.length ? 0 : -1);
   }
 
@@ -345,7 +351,7 @@
       applyResponse(result.html, result.triggers);
       failed = failed.filter((f) => f.selection !== selection);
       const n = result.triggers["pc:coded"].ids.length;
-      announce("Coded " + selection.label + " at " + nodes.get(String(nodeId)).path + (n > 1 ? " (" + n + " references)." : "."));
+      announce("Coded " + selection.label + " at " + paths.get(String(nodeId)) + (n > 1 ? " (" + n + " references)." : "."));
     } else {
       const message = result.ok ? "the server's answer was not a saved reference." : result.message;
       failed = failed.filter((f) => f.selection !== selection);
@@ -360,9 +366,10 @@
       alertBox.hidden = true;
       return;
     }
+    alertBox.querySelector(".wb-discard").textContent = "Discard";
     const last = failed[failed.length - 1];
     const what = failed.length === 1
-      ? "“" + abbreviate(last.selection.quote) + "” (" + last.selection.label + ") at " + nodes.get(String(last.node)).path
+      ? "“" + abbreviate(last.selection.quote) + "” (" + last.selection.label + ") at " + paths.get(String(last.node))
       : failed.length + " passages";
     alertBox.querySelector(".wb-alert-text").textContent =
       "Not saved: " + what + ". " + last.message + " The selection is kept: press Retry.";
@@ -375,6 +382,7 @@
     alertBox.querySelector(".wb-alert-text").textContent = message;
     alertBox.querySelector(".wb-retry").hidden = failed.length === 0;
     alertBox.querySelector(".wb-discard").hidden = false;
+    alertBox.querySelector(".wb-discard").textContent = failed.length ? "Discard" : "Dismiss";
     alertBox.hidden = false;
   }
 
@@ -465,7 +473,7 @@
       openCards([entry.dataset.ref], entry);
       return;
     }
-    const mark = event.target.closest("mark.seg");
+    const mark = event.target.closest("mark[data-refs]");
     if (mark && window.getSelection().isCollapsed) openCards(mark.dataset.refs.split(" "), mark);
   });
 

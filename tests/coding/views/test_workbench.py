@@ -16,10 +16,11 @@ from django.urls import reverse
 
 from coding import access, services
 from coding.importing import clean_text
-from coding.models import Clause, DoneMark, Event, Reference
+from coding.models import Clause, DoneMark, Event, Policy, Reference
+from coding.segmentation import segment
 from coding.views.policies import clause_html
 from tests.conftest import SAMPLE_TEXT
-from tests.factories import ReferenceFactory
+from tests.factories import PolicyFactory, ReferenceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -108,6 +109,15 @@ def clause_texts(html: str) -> dict[str, str]:
     return parser.texts
 
 
+def raw_policy(project, text: str):
+    """A policy whose stored text keeps its CRLF line endings (the import path normalises
+    them to LF, but the page must map offsets exactly whatever the stored text holds)."""
+    policy = PolicyFactory(project=project, number=Policy.objects.filter(project=project).count() + 1, text=text)
+    for span in segment(text, "article").clauses:
+        Clause.objects.create(policy=policy, number=span.number, start=span.start, end=span.end)
+    return policy
+
+
 @pytest.fixture
 def talent(project, admin_user, node):
     return services.add_node(actor=admin_user, project=project, name="Talent", parent=node, shortcut="t")
@@ -129,9 +139,7 @@ def test_every_clause_text_renders_exactly_as_stored(client, policy, coder_a, no
 
 def test_crlf_text_keeps_its_cr_in_the_page(client, project, admin_user, coder_a, node):
     # Imported text is stored with LF; a text stored with CRLF anyway must still map exactly.
-    policy = services.create_policy(
-        actor=admin_user, project=project, title="crlf", text="第一条　第一款。\r\n第二款𠀀内容。\r\n第二条　其他。\r\n"
-    )
+    policy = raw_policy(project, "第一条　第一款。\r\n第二款𠀀内容。\r\n第二条　其他。\r\n")
     client.force_login(coder_a)
 
     html = client.get(url("policy_detail", policy.number)).content.decode()
@@ -149,13 +157,12 @@ def test_overlapping_references_each_stay_listed_on_their_marks():
 
     html = clause_html("abcdefghij<&>\rXYZ", 8, refs, {7: "#aaaaaa", 8: "#bbbbbb"})
 
-    marks = re.findall(r'<mark class="([^"]*)" data-refs="([^"]*)" style="--hl:([^"]*)">([^<]*)</mark>', html)
-    assert [(cls, ids, text) for cls, ids, _, text in marks] == [
-        ("seg", "1", "cd"),
-        ("seg overlap", "1 2 3", "ef"),
-        ("seg overlap", "2 3", "gh"),
+    marks = re.findall(r'<mark class="([^"]*)" data-refs="([^"]*)"(?: style="--hl:([^"]*)")?>([^<]*)</mark>', html)
+    assert marks == [
+        ("n7", "1", "", "cd"),
+        ("overlap", "1 2 3", "linear-gradient(#aaaaaa 0.0% 33.3%,#bbbbbb 33.3% 66.7%,#aaaaaa 66.7% 100.0%)", "ef"),
+        ("overlap", "2 3", "linear-gradient(#bbbbbb 0.0% 50.0%,#aaaaaa 50.0% 100.0%)", "gh"),
     ]
-    assert marks[1][2] == "linear-gradient(#aaaaaa 0.0% 33.3%,#bbbbbb 33.3% 66.7%,#aaaaaa 66.7% 100.0%)"
     assert unescape(re.sub(r"<[^>]+>", "", html)) == "abcdefghij<&>\rXYZ"
     assert "\r" not in html
 
@@ -171,10 +178,11 @@ def test_page_lists_references_by_node_with_counts_progress_and_neighbours(
     client.force_login(coder_a)
 
     response = client.get(url("policy_detail", 1))
+    panel = client.get(url("policy_panel", 1), headers=HX)
 
     groups = [
         (g["entry"].path, g["count"], re.findall(r'class="label">([^<]*)<', g["entries"]))
-        for g in response.context["groups"]
+        for g in panel.context_data["groups"]
     ]
     assert groups == [("Supply-based", 1, ["1-2"]), ("Supply-based › Talent", 2, ["1-1", "1-3"])]
     assert response.context["progress"] | {"coder": None} == {
@@ -198,6 +206,7 @@ def test_supervisor_sees_every_layer_and_can_filter_by_coder(client, policy, sup
     everyone = client.get(url("policy_detail", 1))
     only_b = client.get(url("policy_detail", 1), {"coder": "coder_b"})
     bad = client.get(url("policy_detail", 1), {"coder": "nobody"})
+    bad_panel = client.get(url("policy_panel", 1), {"coder": "nobody"}, headers=HX)
 
     assert f'data-refs="{mine.pk}"' in everyone.content.decode()
     assert f'data-refs="{theirs.pk}"' in everyone.content.decode()
@@ -205,7 +214,7 @@ def test_supervisor_sees_every_layer_and_can_filter_by_coder(client, policy, sup
     assert f'data-refs="{theirs.pk}"' in only_b.content.decode()
     assert "?coder=coder_b" in only_b.content.decode()  # partials keep the filter
     assert "nobody is not a coder in this project." in bad.content.decode()
-    assert bad.context["total"] == 0
+    assert bad_panel.context_data["total"] == 0
     assert 'aria-label="Code whole clause' not in everyone.content.decode()  # reviewers read, coders code
 
 
@@ -266,7 +275,7 @@ def test_selection_after_astral_character_is_stored_exactly_as_selected(client, 
     assert Event.objects.latest("id").action == "reference.create"
     html = response.content.decode()
     assert 'id="clause-1-3" data-clause="3" hx-swap-oob="outerHTML"' in html
-    assert f'<mark class="seg" data-refs="{reference.pk}"' in html
+    assert f'<mark class="n{talent.pk}" data-refs="{reference.pk}">支持数据共享</mark>' in html
     assert json.loads(response["HX-Trigger"]) == {
         "pc:coded": {"ids": [reference.pk], "node": talent.pk},
         "pc:panel-stale": {},
@@ -287,8 +296,7 @@ def test_selection_including_the_astral_character_and_after_a_crlf_break(client,
 
 
 def test_selection_on_text_stored_with_crlf_is_stored_exactly(client, project, admin_user, coder_a, talent):
-    text = "第一条　市人民政府应当加强人才培养。\r\n县级人民政府𠀀支持数据共享。\r\n"
-    policy = services.create_policy(actor=admin_user, project=project, title="raw crlf", text=text)
+    policy = raw_policy(project, "第一条　市人民政府应当加强人才培养。\r\n县级人民政府𠀀支持数据共享。\r\n")
     client.force_login(coder_a)
 
     response = code(client, policy, 1, "培养。\r\n县级", talent)
@@ -611,3 +619,21 @@ def test_saving_takes_the_same_number_of_queries_however_coded_the_clause_is(cli
     add_ref(policy, 3, coder_a, node, "支持数据")
 
     assert _queries(client, url("reference_add", 1), selection(policy, 3, "数据共享", talent), "post") == first
+
+
+def test_codebook_css_gives_each_node_its_colour_to_members_only(client, policy, coder_a, outsider, node, talent):
+    services.update_node(actor=None, node=talent, colour="#123abc")
+    client.force_login(coder_a)
+    page = client.get(url("policy_detail", 1)).content.decode()
+    linked = re.search(r'href="(/projects/study/codebook.css\?v=\w+)"', page)
+
+    css = client.get(linked.group(1))
+
+    assert css["Content-Type"].startswith("text/css")
+    assert css["Cache-Control"] == "private, max-age=31536000, immutable"
+    assert css.content.decode().splitlines() == [f".n{node.pk}{{--hl:#ffe08a}}", f".n{talent.pk}{{--hl:#123abc}}"]
+    services.update_node(actor=None, node=talent, colour="#654321")
+    assert client.get(linked.group(1)).get("Cache-Control") is None  # an old version is not cached for good
+    assert linked.group(1) not in client.get(url("policy_detail", 1)).content.decode()
+    client.force_login(outsider)
+    assert client.get(reverse("coding:codebook_css", args=["study"])).status_code == 404
