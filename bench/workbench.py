@@ -2,15 +2,16 @@
 
 Run from the repository root with PostgreSQL on 127.0.0.1:5432:
 
-    .venv/bin/python bench/workbench.py [--keep] [--skip-browser]
+    .venv/bin/python bench/workbench.py [--keep] [--reuse] [--skip-browser] [--workers N]
 
 It creates a throwaway database ``bench_workbench`` (dropped at the end unless ``--keep``),
 fills it with a synthetic study (a 300-clause, ~60,000-character policy coded with 2,000
 references by one coder, plus a clean policy per concurrent coder), and measures:
 
-1. server time to render that policy page (in-process Django test client, the whole
-   request through middleware and PostgreSQL), for the coder and for a supervisor, and the
-   side-panel partial each save asks for; median and p95 of repeated requests;
+1. server time to render that policy page (calling the WSGI application gunicorn runs, in
+   this process: the whole request through middleware and PostgreSQL, without HTTP), for
+   the coder and for a supervisor, and the side-panel partial that the page and every save
+   fetch after; median and p95 of repeated requests;
 2. server time to save a reference (in-process, a new passage each time), median and p95,
    and its query count with 1 and 3 references already on the clause (must be equal);
 3. 8 concurrent coders saving over HTTP against gunicorn + PostgreSQL on a free loopback
@@ -252,6 +253,26 @@ class WsgiClient:
                 key, _, rest = value.strip().partition("=")
                 self.cookies[key] = rest.split(";")[0]
         return answer["status"], answer["headers"], content
+
+
+def environment() -> dict:
+    """What the machine gives: the same figures make sense only against these."""
+    from django.db import connection, transaction
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit_probe (x int)")
+    commits = []
+    for _ in range(30):
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO bench_commit_probe VALUES (1)")
+        commits.append(time.perf_counter() - started)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE bench_commit_probe")
+    started = time.process_time()
+    for i in range(1_000_000):
+        abs(i)
+    return {"commit": statistics.median(commits), "call_ns": (time.process_time() - started) * 1000}
 
 
 def timed(call, repeats: int) -> list[float]:
@@ -551,6 +572,12 @@ def main() -> int:
             f"{models.Reference.objects.filter(policy=dense).count():,} references "
             f"(built in {time.perf_counter() - started:.1f} s). PostgreSQL {DB_NAME}; {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)."
+        )
+
+        env_figures = environment()
+        print(
+            f"Environment: an INSERT + durable COMMIT takes {ms(env_figures['commit'])} median in this PostgreSQL; "
+            f"a trivial Python call {env_figures['call_ns']:.0f} ns."
         )
 
         results = server_times(study, models)

@@ -29,9 +29,9 @@ class SelectionForm(forms.Form):
     code units (what JavaScript counts) from the start of that clause's text, exactly as
     rendered. ``clean`` converts both ends to code-point offsets into the policy text
     (``cleaned_data["start"]``, ``["end"]``), the unit the server stores, and gives the
-    clause when both ends lie in one (``["clause"]``). ``quote``, the
-    text the coder saw selected, is checked against the policy text when sent, so a
-    passage is stored exactly as selected or not at all.
+    clause when both ends lie in one (``["clause"]``, else None). ``quote``, the text the
+    coder saw selected, is checked against the policy text when sent, so a passage is
+    stored exactly as selected or not at all.
     """
 
     node = NodeChoiceField(queryset=Node.objects.none())

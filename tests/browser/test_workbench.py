@@ -114,17 +114,23 @@ POINTS = """([id, start, end]) => {
 }"""
 
 
-def select(page, label: str, passage: str) -> None:
-    """Drag the mouse over ``passage`` in clause ``label``, as a coder does."""
-    start = page.evaluate("([id, p]) => document.getElementById(id).textContent.indexOf(p)", [f"text-{label}", passage])
+def select(page, label: str, passage: str, to_label: str | None = None, to_passage: str = "") -> None:
+    """Drag the mouse over ``passage`` in clause ``label``, as a coder does (or from the
+    start of ``passage`` to the end of ``to_passage`` in clause ``to_label``)."""
+    find = "([id, p]) => document.getElementById(id).textContent.indexOf(p)"
+    start = page.evaluate(find, [f"text-{label}", passage])
     assert start >= 0, passage
     x1, y1, x2, y2 = page.evaluate(POINTS, [f"text-{label}", start, start + utf16(passage)])
+    if to_label:
+        end = page.evaluate(find, [f"text-{to_label}", to_passage]) + utf16(to_passage)
+        _, _, x2, y2 = page.evaluate(POINTS, [f"text-{to_label}", end - 1, end])
     page.mouse.move(x1, y1)
     page.mouse.down()
     page.mouse.move((x1 + x2) / 2, (y1 + y2) / 2)
     page.mouse.move(x2, y2)
     page.mouse.up()
-    assert page.evaluate("getSelection().toString()") == passage
+    selected = page.evaluate("getSelection().toString()")
+    assert selected.startswith(passage) and selected.endswith(to_passage or passage), selected
     page.wait_for_selector("#node-picker:not([hidden])")
 
 
@@ -135,7 +141,7 @@ def panel_entries(page) -> list[str]:
 
 
 def pick(page, path: str) -> None:
-    page.locator("#node-picker").get_by_role("option", name=path, exact=True).click()
+    page.locator("#node-picker .picker-tree").get_by_role("option", name=path, exact=True).click()
 
 
 def wait_for_mark(page, label: str, text: str):
@@ -212,6 +218,15 @@ def test_passage_after_an_astral_character_and_a_crlf_line_break_is_stored_as_se
         assert reference.policy.text[reference.start : reference.end] == reference.text
     page.reload()
     assert sorted(page.locator("#text-2-2 mark").all_inner_texts()) == ["鼓励企业", "𠀀支持数据"]
+
+    # A selection across two clauses: one reference in each, the text between them not coded.
+    select(page, "2-1", "制定本办法。", "2-2", "第二条")
+    pick(page, "Supply-based › Talent")
+    wait_for_mark(page, "2-1", "制定本办法。")
+    assert {(r.clause.number, r.text) for r in Reference.objects.filter(clause__number__in=[1, 2])} >= {
+        (1, "制定本办法。"),
+        (2, "第二条"),
+    }
 
     # A text stored with CR characters anyway: the browser's text still equals the stored one.
     raw = "第一条　甲。\r\n乙𠀀丙。\r\n"
@@ -365,8 +380,8 @@ def test_two_coders_and_two_tabs_coding_one_clause_at_once_lose_and_duplicate_no
 
     # The three saves are all sent before any answers; coder1's two tabs send the same one.
     for page in (tab_a, tab_b, other):
-        option = page.locator("#node-picker").get_by_role("option", name="Supply-based › Talent", exact=True)
-        option.dispatch_event("click")
+        tree = page.locator("#node-picker .picker-tree")
+        tree.get_by_role("option", name="Supply-based › Talent", exact=True).dispatch_event("click")
     for page in (tab_a, tab_b, other):
         wait_for_mark(page, "1-4", "统筹全市")
     select(tab_b, "1-4", "协调推进机制")

@@ -463,6 +463,19 @@ def test_editing_a_reference_changed_elsewhere_is_a_conflict_not_an_overwrite(cl
     assert (ref.memo, ref.version) == ("from the other tab", 2)
 
 
+def test_moving_onto_a_node_that_already_codes_the_passage_says_so(client, policy, coder_a, node, talent):
+    ref = add_ref(policy, 3, coder_a, node, "人才培养")
+    add_ref(policy, 3, coder_a, talent, "人才培养")
+    client.force_login(coder_a)
+
+    response = client.post(url("reference_edit", 1, ref.pk), {"node": talent.pk, "version": 1}, headers=HX)
+
+    assert response.status_code == 400
+    assert "This passage is already coded at &#x27;Talent&#x27; in the same layer." in response.content.decode()
+    ref.refresh_from_db()
+    assert (ref.node, ref.version) == (node, 1)
+
+
 def test_edit_with_nothing_to_change_or_a_bad_version_is_refused(client, policy, coder_a, node):
     ref = add_ref(policy, 3, coder_a, node, "人才培养")
     client.force_login(coder_a)
