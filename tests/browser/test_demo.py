@@ -18,6 +18,8 @@ def test_coder_logs_in_and_reads_policy_1_clause_by_clause(page):
     page.get_by_role("link", name="济宁市智慧城市促进条例").click()
     assert page.url.endswith("/projects/smart-city/policies/1/")
 
+    # The link click returns once navigation commits; wait for the clauses to be in the page.
+    page.locator("#clause-1-74").wait_for()
     labels = page.locator("li.clause .label").all_inner_texts()
     assert labels == ["1-0"] + [f"1-{n}" for n in range(1, 75)]
     assert page.locator("#clause-1-5 .clause-text").inner_text().startswith("第五条")
