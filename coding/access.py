@@ -50,6 +50,11 @@ def role_in_project(user, project: Project) -> str | None:
     return membership.role if membership else None
 
 
+# The projects whose membership this user object was checked against in this request (the
+# user object lives one request): services skip asking the database again for the same fact.
+MEMBER_OF = "_policycoder_member_of"
+
+
 def get_project_for_user(user, slug: str, *, roles: Collection[str] = ALL_ROLES) -> ProjectAccess:
     """Return the project ``slug`` and the user's role if it is one of ``roles``.
 
@@ -70,6 +75,7 @@ def get_project_for_user(user, slug: str, *, roles: Collection[str] = ALL_ROLES)
         raise Http404("No such project.")
     if role not in roles:
         raise PermissionDenied(f"Your role in this project ({role}) may not do this.")
+    user.__dict__.setdefault(MEMBER_OF, set()).add(project.pk)
     return ProjectAccess(project=project, user=user, role=role)
 
 

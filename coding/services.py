@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from coding import refi
+from coding.access import MEMBER_OF
 from coding.codebook_io import CodebookEntry
 from coding.dates import parse_partial_date
 from coding.importing import ParsedImport, PolicyRow, Problem
@@ -545,8 +546,8 @@ def _reference_snapshot(reference: Reference) -> dict[str, Any]:
 
 
 def _check_coder(project: Project, coder) -> None:
-    if coder.is_superuser:
-        return
+    if coder.is_superuser or project.pk in getattr(coder, MEMBER_OF, ()):
+        return  # a superuser, or a membership the access layer read in this request
     if not Membership.objects.filter(project=project, user=coder).exists():
         raise ValidationError(f"{coder.get_username()} is not a member of this project.")
 
@@ -575,6 +576,25 @@ def _insert_unless_duplicate(reference: Reference) -> Reference | None:
             raise
         return existing
     return None
+
+
+def _store_reference(*, actor, reference: Reference, action: str) -> Reference:
+    """Validate and insert a reference built from rows just read, and audit it; when the
+    same passage is already coded at the node in that layer, return that row instead and
+    audit nothing (the unique constraint decides, so there is no separate look-up first)."""
+    _validate(reference, exclude=REFERENCE_RELATIONS)
+    existing = _insert_unless_duplicate(reference)
+    if existing is not None:
+        return existing
+    record_event(
+        actor=actor,
+        project=reference.policy.project,
+        action=action,
+        target=reference,
+        after=_reference_snapshot(reference),
+        label=reference.clause.label_for(reference.policy),
+    )
+    return reference
 
 
 @transaction.atomic
@@ -613,11 +633,6 @@ def add_reference(
         raise ValidationError("A reference belongs to a coder or to the consensus layer.")
     else:
         _check_coder(policy.project, coder)
-    existing = Reference.objects.filter(
-        clause=clause, node=node, start=start, end=end, consensus=consensus, coder=coder
-    ).first()
-    if existing is not None:
-        return existing
     reference = Reference(
         policy=policy,
         clause=clause,
@@ -630,19 +645,7 @@ def add_reference(
         text=policy.text[start:end],
         memo=memo,
     )
-    _validate(reference, exclude=REFERENCE_RELATIONS)
-    existing = _insert_unless_duplicate(reference)
-    if existing is not None:
-        return existing
-    record_event(
-        actor=actor,
-        project=policy.project,
-        action="reference.create",
-        target=reference,
-        after=_reference_snapshot(reference),
-        label=clause.label_for(policy),
-    )
-    return reference
+    return _store_reference(actor=actor, reference=reference, action="reference.create")
 
 
 def add_references_for_selection(
@@ -793,19 +796,7 @@ def restore_reference(*, actor, event: Event) -> Reference:
         memo=snap.get("memo") or "",
         version=snap["version"] + 1,
     )
-    _validate(reference, exclude=REFERENCE_RELATIONS)
-    existing = _insert_unless_duplicate(reference)
-    if existing is not None:
-        return existing
-    record_event(
-        actor=actor,
-        project=policy.project,
-        action="reference.restore",
-        target=reference,
-        after=_reference_snapshot(reference),
-        label=clause.label_for(policy),
-    )
-    return reference
+    return _store_reference(actor=actor, reference=reference, action="reference.restore")
 
 
 # --- done marks ----------------------------------------------------------------------------

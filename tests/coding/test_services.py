@@ -4,7 +4,7 @@ refuses bad input with a message that names what is wrong, changing nothing."""
 import pytest
 from django.core.exceptions import ValidationError
 
-from coding import services
+from coding import access, services
 from coding.models import Clause, DoneMark, Event, Node, Policy, Reference, Role
 from tests.conftest import SAMPLE_TEXT
 from tests.factories import ProjectFactory, UserFactory
@@ -152,6 +152,20 @@ def test_add_reference_refuses_a_non_member_coder(policy, node):
         services.add_reference(
             actor=stranger, clause=clause, node=node, coder=stranger, start=clause.start, end=clause.end
         )
+
+
+def test_a_membership_read_by_the_access_layer_vouches_only_for_its_own_project(policy, project, node, coder_a):
+    other = ProjectFactory(slug="other")
+    services.set_membership(actor=None, project=other, user=coder_a, role=Role.CODER)
+    access.get_project_for_user(coder_a, "other")  # read in this request: coder_a codes in "other"
+    services.remove_membership(actor=None, membership=project.memberships.get(user=coder_a))
+    clause = clause_for(policy, 1)
+
+    with pytest.raises(ValidationError, match="not a member"):
+        services.add_reference(
+            actor=coder_a, clause=clause, node=node, coder=coder_a, start=clause.start, end=clause.end
+        )
+    assert not Reference.objects.exists()
 
 
 def test_selection_across_clauses_becomes_one_reference_per_clause(policy, node, coder_a, events):
