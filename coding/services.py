@@ -91,7 +91,26 @@ def record_event(
     label: str = "",
 ) -> Event:
     """Append one audit row. Called only by the services in this module."""
-    return Event.objects.create(
+    event = _unsaved_event(
+        actor=actor, project=project, action=action, target=target, before=before, after=after, label=label
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def _unsaved_event(
+    *,
+    actor,
+    project: Project | None,
+    action: str,
+    target,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    label: str = "",
+) -> Event:
+    """The audit row ``record_event`` saves, unsaved: for services that insert many in one
+    query (imports, adopting agreed coding)."""
+    return Event(
         project=project,
         actor=actor if getattr(actor, "pk", None) else None,
         action=action,
@@ -1079,20 +1098,6 @@ def plan_policy_import(
     return _drive(_plan_steps(project=project, parsed=parsed, rule=rule, update=update), progress)
 
 
-def _unsaved_event(*, actor, project: Project, action: str, target, before=None, after=None) -> Event:
-    """An audit row like ``record_event``'s, for callers that insert many in one query."""
-    return Event(
-        project=project,
-        actor=actor if getattr(actor, "pk", None) else None,
-        action=action,
-        target_type=type(target).__name__.lower(),
-        target_id=target.pk,
-        target_label=str(target)[:300],
-        before=dict(before) if before is not None else None,
-        after=dict(after) if after is not None else None,
-    )
-
-
 def _import_note(item: PlannedPolicy) -> dict[str, Any]:
     note: dict[str, Any] = {"source": item.row.text_file or item.row.source}
     if item.row.row is not None:
@@ -1774,9 +1779,11 @@ def adopt_agreed_coding(
         wanted.setdefault(clause_id, []).append(node_id)
     coder_ids = [coder.pk for coder in coders]
     added = 0
+    adopted: set[tuple[int, int, int, int]] = set()
     clause_ids = sorted(wanted)
     for i in range(0, len(clause_ids), ADOPT_BATCH):
         batch = clause_ids[i : i + ADOPT_BATCH]
+        new: list[Reference] = []
         clauses = Clause.objects.select_related("policy__project").filter(pk__in=batch, policy__project=project)
         clauses = {clause.pk: clause for clause in clauses}
         if len(clauses) != len(batch):
@@ -1799,16 +1806,41 @@ def adopt_agreed_coding(
                 if (clause_id, node_id) in decided or in_consensus:
                     continue
                 for reference in passages[0]:
-                    add_reference(
-                        actor=actor,
-                        clause=clause,
-                        node=nodes[reference.node_id],
-                        start=reference.start,
-                        end=reference.end,
-                        consensus=True,
-                        memo=reference.memo,
+                    key = (clause_id, reference.node_id, reference.start, reference.end)
+                    if key in adopted:  # a unit and its parent's subtree can name one passage
+                        continue
+                    adopted.add(key)
+                    new.append(
+                        Reference(
+                            policy=clause.policy,
+                            clause=clause,
+                            node=nodes[reference.node_id],
+                            consensus=True,
+                            created_by=actor,
+                            start=reference.start,
+                            end=reference.end,
+                            text=clause.policy.text[reference.start : reference.end],
+                            memo=reference.memo,
+                        )
                     )
-                    added += 1
+        for reference in new:
+            _validate(reference, exclude=REFERENCE_RELATIONS)
+        # One INSERT for the references and one for their audit rows per batch (the
+        # database's triggers still check each row); a reference per query took minutes
+        # for a large study.
+        Reference.objects.bulk_create(new)
+        Event.objects.bulk_create(
+            _unsaved_event(
+                actor=actor,
+                project=project,
+                action="reference.create",
+                target=reference,
+                after=_reference_snapshot(reference),
+                label=reference.clause.label_for(reference.clause.policy),
+            )
+            for reference in new
+        )
+        added += len(new)
     return added
 
 
@@ -1822,19 +1854,6 @@ def adopt_agreed_coding(
 
 REFI_BATCH = 1000
 _USERNAME_UNSAFE_RE = re.compile(r"[^\w.@+-]+")
-
-
-def _refi_event(*, actor, project: Project, action: str, target, after: Mapping[str, Any], label: str = "") -> Event:
-    """An unsaved audit row shaped like ``record_event``'s, for batch inserts."""
-    return Event(
-        project=project,
-        actor=actor if getattr(actor, "pk", None) else None,
-        action=action,
-        target_type=type(target).__name__.lower(),
-        target_id=target.pk,
-        target_label=(label or str(target))[:300],
-        after=dict(after),
-    )
 
 
 def _keep_file_dates(model, rows: list[tuple], fields: Sequence[str]) -> None:
@@ -1894,7 +1913,9 @@ class _RefiImport:
 
     def event(self, action: str, target, after: Mapping[str, Any], label: str = "") -> None:
         self.events.append(
-            _refi_event(actor=self.actor, project=self.project, action=action, target=target, after=after, label=label)
+            _unsaved_event(
+                actor=self.actor, project=self.project, action=action, target=target, after=after, label=label
+            )
         )
 
     def run(self) -> None:

@@ -833,6 +833,45 @@ def test_agreed_coding_is_copied_once_and_decisions_are_left_alone(
     assert [name for name, *_ in _consensus(clause_2)] == ["A"]
 
 
+def test_copying_agreed_coding_audits_each_reference_in_a_constant_number_of_queries(
+    project, admin_user, supervisor, coder_a, coder_b, codebook
+):
+    policy = make_policy(project, admin_user, 8)
+
+    def agree_on(numbers):
+        units = []
+        for number in numbers:
+            for coder in (coder_a, coder_b):
+                code(coder, policy, number, codebook["A"], 1, 5)
+                code(coder, policy, number, codebook["C"])
+            units += [(policy.clauses.get(number=number).pk, codebook[name].pk) for name in ("A", "C")]
+        return units
+
+    def adopt(units):
+        with CaptureQueriesContext(connection) as ctx:
+            added = services.adopt_agreed_coding(
+                actor=supervisor, project=project, units=units, scope="node", coders=[coder_a, coder_b]
+            )
+        return added, len(ctx)
+
+    before = Event.objects.count()
+    few = adopt(agree_on([1]))
+    many = adopt(agree_on([2, 3, 4, 5, 6]))
+
+    assert (few[0], many[0]) == (2, 10)
+    assert few[1] == many[1]
+    events = list(Event.objects.order_by("id")[before:].values_list("action", "target_id", "target_label", "after"))
+    events = [e for e in events if e[0] == "reference.create" and e[3]["consensus"]]
+    consensus = Reference.objects.filter(consensus=True).order_by("clause__number", "node__name")
+    labels = sorted((r.pk, f"{policy.number}-{r.clause.number}") for r in consensus)
+    assert sorted((e[1], e[2]) for e in events) == labels
+    for reference in consensus:
+        assert reference.text == policy.text[reference.start : reference.end]
+        assert reference.created_by == supervisor
+    first = consensus.filter(node=codebook["A"]).first()
+    assert (first.end - first.start, first.memo) == (4, "")
+
+
 def test_copying_coding_the_coders_do_not_agree_on_is_refused(
     project, admin_user, supervisor, coder_a, coder_b, codebook
 ):
