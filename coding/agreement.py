@@ -665,15 +665,36 @@ def _as_set_grid(matrix: Matrix) -> npt.NDArray[Any]:
 
 def masi_alpha_details(matrix: Matrix) -> AlphaResult:
     """Krippendorff's alpha with the MASI distance, with D_o/D_e (see :func:`masi_alpha`)."""
-    grid = _as_set_grid(matrix)
-    codes, uniques = _encode_nominal(grid)
-    n_sets = len(uniques)
-    # Membership matrix of the distinct sets: MASI for all pairs of distinct sets at once.
+    codes, uniques = _encode_nominal(_as_set_grid(matrix))
+    return masi_alpha_from_codes(codes, list(uniques))
+
+
+def masi_alpha_from_codes(codes: npt.ArrayLike, sets: Sequence[Collection[Any]]) -> AlphaResult:
+    """:func:`masi_alpha_details` for cells already encoded: ``codes`` is a coders x units
+    integer matrix indexing ``sets`` (-1 = missing), ``sets`` the code sets it indexes.
+
+    For callers that hold the cells as indices into a few distinct sets (a study has
+    hundreds of thousands of cells but only dozens of distinct node sets): it skips
+    building and hashing one Python set per cell. The same set listed twice is harmless
+    (their distance is 0).
+    """
+    grid = np.asarray(codes)
+    if grid.ndim != 2:
+        raise ValueError(f"codes must be 2-D (coders x units), got {grid.ndim}-D")
+    if grid.size and grid.dtype.kind not in "iu":
+        raise ValueError("codes must be integers indexing sets (-1 = missing)")
+    grid = grid.astype(np.int64, copy=False)
+    n_sets = len(sets)
+    if grid.size and (grid.min() < -1 or grid.max() >= n_sets):
+        raise ValueError(f"codes must lie in [-1, {n_sets}) to index the {n_sets} sets")
+    # Membership matrix of the distinct sets: MASI for all pairs of sets at once.
     element_ids: dict[Any, int] = {}
     rows_idx: list[int] = []
     cols_idx: list[int] = []
-    for s_index, code_set in enumerate(uniques):
-        for code in code_set:
+    for s_index, code_set in enumerate(sets):
+        if isinstance(code_set, str | bytes) or not isinstance(code_set, Collection):
+            raise ValueError(f"sets[{s_index}] must be a set/list of codes, got {code_set!r}")
+        for code in set(code_set):
             rows_idx.append(s_index)
             cols_idx.append(element_ids.setdefault(code, len(element_ids)))
     member = np.zeros((n_sets, max(len(element_ids), 1)))
@@ -689,7 +710,7 @@ def masi_alpha_details(matrix: Matrix) -> AlphaResult:
     def delta(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray:
         return distance[a, b]
 
-    return _alpha_from_codes(codes, n_sets, delta, lambda n_c: float(n_c @ distance @ n_c))
+    return _alpha_from_codes(grid, n_sets, delta, lambda n_c: float(n_c @ distance @ n_c))
 
 
 def masi_alpha(matrix: Matrix) -> float | None:

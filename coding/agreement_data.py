@@ -1026,11 +1026,8 @@ def _overall_clause(data: LevelData) -> list[OverallRow]:
     inverse = codes.reshape(m, u)
     first_cell = np.unique(codes, return_index=True)[1]
     columns = np.array(data.columns, dtype=np.int64)
-    sets = np.empty(len(first_cell), dtype=object)
-    for i, cell in enumerate(first_cell):
-        sets[i] = frozenset(columns[flat[cell]].tolist())
-    cells = sets[inverse]
-    masi = agreement.masi_alpha_details(cells)
+    sets = [columns[flat[cell]].tolist() for cell in first_cell]
+    masi = agreement.masi_alpha_from_codes(inverse, sets)
     same_everywhere = "no variation: every coder gave every clause the same node set"
     rows = [
         OverallRow(

@@ -323,6 +323,40 @@ def test_masi_alpha_matches_nltk(matrix: list[list[Any]]) -> None:
 
 
 @PROPERTY
+@given(matrix=reliability_matrices(code_sets, max_units=15), data=st.data())
+def test_masi_alpha_from_codes_matches_nltk(matrix: list[list[Any]], data: st.DataObject) -> None:
+    # Encode the cells as the agreement page does (indices into a list of sets), listing
+    # some sets twice and adding unused ones, in an order of hypothesis' choosing.
+    distinct = sorted({cell for row in matrix for cell in row if cell is not None}, key=sorted)
+    sets = data.draw(st.permutations(distinct + distinct[:1] + [frozenset("XY")]))
+    codes = [[-1 if cell is None else sets.index(cell) for cell in row] for row in matrix]
+    ours = ag.masi_alpha_from_codes(np.array(codes), [sorted(s) for s in sets])
+    from_cells = ag.masi_alpha(matrix)
+    assert (ours.alpha is None) == (from_cells is None)
+    if ours.alpha is None:
+        return
+    assert abs(ours.alpha - from_cells) <= 1e-12
+    triples = [(c, u, cell) for c, row in enumerate(matrix) for u, cell in enumerate(row) if cell is not None]
+    theirs = AnnotationTask(data=triples, distance=_guarded_masi).alpha()
+    assert abs(ours.alpha - theirs) <= ORACLE_TOL
+
+
+@pytest.mark.parametrize(
+    ("codes", "sets", "message"),
+    [
+        ([0, 1], [{"A"}, {"B"}], "must be 2-D"),
+        ([[0, 2], [1, 0]], [{"A"}, {"B"}], r"must lie in \[-1, 2\)"),
+        ([[0, -2], [1, 0]], [{"A"}, {"B"}], r"must lie in \[-1, 2\)"),
+        ([[0.0, 1.0], [1.0, 0.0]], [{"A"}, {"B"}], "must be integers"),
+        ([[0, 1], [1, 0]], [{"A"}, "B"], r"sets\[1\] must be a set/list of codes"),
+    ],
+)
+def test_masi_alpha_from_codes_refuses_malformed_input(codes, sets, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ag.masi_alpha_from_codes(np.array(codes), sets)
+
+
+@PROPERTY
 @given(a=code_sets, b=code_sets)
 def test_masi_distance_matches_nltk(a: frozenset, b: frozenset) -> None:
     assert abs(ag.masi_distance(a, b) - _guarded_masi(a, b)) <= 1e-12
