@@ -1943,6 +1943,12 @@ class _RefiImport:
             user = by_guid.get(file_user.guid) or self.match_user(User, file_user, trust_login)
             if user is None:
                 user = self.create_user(User, file_user.name)
+                if getattr(self.actor, "pk", None) and not self.actor.is_superuser:
+                    report.notes.append(
+                        f"File user {file_user.name!r} is no member of this project: their codings are in the "
+                        f"layer of a new inactive user {user.get_username()!r}. Add coders as members before "
+                        "importing to have their coding land in their own layer."
+                    )
             else:
                 report.users_matched += 1
             self.user_for[file_user.guid] = user
@@ -1975,19 +1981,27 @@ class _RefiImport:
 
     def match_user(self, User, file_user: refi.FileUser, trust_login: bool):
         """An existing user by the file's ``id`` (our own exports write the username there),
-        then by name as a username, then by name as a full name; None when none or several."""
+        then by name as a username, then by name as a full name; None when none or several.
+
+        A project admin matches only the project's members: matching any account of the site
+        by name would let them put coding (and a membership) in the name of someone who never
+        joined the project. The site's operators (the command line, superusers) match every
+        user."""
+        candidates = User.objects.all()
+        if getattr(self.actor, "pk", None) and not self.actor.is_superuser:
+            candidates = candidates.filter(memberships__project=self.project)
         if trust_login and file_user.login:
-            user = User.objects.filter(**{User.USERNAME_FIELD: file_user.login}).first()
+            user = candidates.filter(**{User.USERNAME_FIELD: file_user.login}).first()
             if user is not None:
                 return user
         name = file_user.name
-        found = list(User.objects.filter(**{f"{User.USERNAME_FIELD}__iexact": name})[:2])
+        found = list(candidates.filter(**{f"{User.USERNAME_FIELD}__iexact": name})[:2])
         if len(found) != 1:
             full_name = Q(first_name__iexact=name, last_name="")
             for i, char in enumerate(name):
                 if char == " ":
                     full_name |= Q(first_name__iexact=name[:i], last_name__iexact=name[i + 1 :])
-            found = found or list(User.objects.filter(full_name)[:2])
+            found = found or list(candidates.filter(full_name)[:2])
         if len(found) == 1:
             return found[0]
         if len(found) > 1:

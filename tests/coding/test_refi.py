@@ -25,6 +25,7 @@ from coding import refi, services
 from coding.models import Clause, Event, Membership, Node, Policy, Project, Reference, Role
 from coding.segmentation import segment
 from tests.conftest import SAMPLE_TEXT, SHARED
+from tests.factories import UserFactory
 
 REFI_DATA = SHARED / "data" / "refi"
 NS = "{urn:QDA-XML:project:1.0}"
@@ -580,7 +581,7 @@ def test_exporting_twice_gives_the_same_bytes(coded):
 def test_round_trip_export_import_export_gives_the_same_file(coded, admin_user):
     first = export_bytes(coded)
 
-    copy, report = services.import_refi(actor=admin_user, parsed=refi.read_file(first, "study.qdpx"), file_name="x")
+    copy, report = services.import_refi(actor=None, parsed=refi.read_file(first, "study.qdpx"), file_name="x")
     second = export_bytes(copy)
 
     assert copy.pk != coded.pk and report.unplaced == [] and report.split == []
@@ -627,7 +628,8 @@ def test_importing_sources_already_in_the_project_is_refused_and_writes_nothing(
 
 
 @pytest.mark.django_db
-def test_an_import_writes_one_event_per_created_object_and_the_report(coded, admin_user):
+def test_an_import_writes_one_event_per_created_object_and_the_report(coded):
+    admin_user = UserFactory(username="operator", is_superuser=True)  # a new project: the site's operators
     data = export_bytes(coded)
     parsed = refi.read_file(data, "study.qdpx")
     mark = Event.objects.order_by("-id").values_list("id", flat=True).first()
@@ -693,10 +695,11 @@ def test_unplaceable_selections_are_reported_with_the_reason(project, admin_user
 
 @pytest.mark.django_db
 def test_users_are_matched_by_name_or_created_inactive(project, admin_user):
+    # The site's operator (the command line) matches any user of the site.
     existing = get_user_model().objects.create(username="someone", first_name="Ann", last_name="")
     data = qdpx(project_xml(selection_xml(0, 6)))
 
-    services.import_refi(actor=admin_user, parsed=refi.read_file(data, "x.qdpx"), project=project)
+    services.import_refi(actor=None, parsed=refi.read_file(data, "x.qdpx"), project=project)
     data = qdpx(project_xml(selection_xml(0, 6)).replace(b'name="Ann"', b'name="Bea Cid"'))
     data = data.replace(SOURCE.encode(), b"99999999-9999-9999-9999-999999999999")
     other = services.create_project(actor=None, slug="other", name="Other")
@@ -711,6 +714,29 @@ def test_users_are_matched_by_name_or_created_inactive(project, admin_user):
         False,
     )
     assert Membership.objects.get(project=other, user=created).role == Role.CODER
+
+
+def test_a_project_admin_matches_only_the_projects_members(project, coder_a):
+    """A project admin importing a file cannot put coding in the name of a site user who
+    never joined the project: only members are matched; the file's other users become new
+    inactive users, and the report says so."""
+    boss = UserFactory(username="boss")
+    services.set_membership(actor=None, project=project, user=boss, role=Role.ADMIN)
+    outsider = get_user_model().objects.create(username="ann")  # on the site, not in the project
+    data = qdpx(project_xml(selection_xml(0, 6)))
+
+    _, report = services.import_refi(actor=boss, parsed=refi.read_file(data, "x.qdpx"), project=project)
+
+    coder = Reference.objects.get(policy__project=project).coder
+    assert coder != outsider and (coder.username, coder.is_active) == ("Ann", False)
+    assert not Membership.objects.filter(user=outsider).exists()
+    assert any("'Ann' is no member of this project" in note and "'Ann'." in note for note in report.notes)
+
+    other = services.create_project(actor=None, slug="other", name="Other")
+    services.set_membership(actor=None, project=other, user=boss, role=Role.ADMIN)
+    services.set_membership(actor=None, project=other, user=outsider, role=Role.CODER)
+    services.import_refi(actor=boss, parsed=refi.read_file(data, "x.qdpx"), project=other)
+    assert Reference.objects.get(policy__project=other).coder == outsider  # a member there: matched
 
 
 @pytest.mark.django_db
