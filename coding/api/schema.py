@@ -51,6 +51,10 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
             has_body = "requestBody" in operation
             if has_query or has_body:
                 responses.setdefault("400", _error("Bad input: field-level messages."))
+            elif method != "get":
+                # A write without input can still be refused by a domain rule (e.g. merging the
+                # last clause, deleting a node that has references, removing the only admin).
+                responses.setdefault("400", _error("Refused: the messages say which rule the change breaks."))
             if has_body:
                 responses.setdefault("413", _error("The request body is too large."))
                 responses.setdefault("415", _error("The body is not in a media type the operation reads."))

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import F, QuerySet
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from coding.models import Clause, Node, Policy, Project, Reference, Role
+from coding.agreement_data import parse_numbers
+from coding.models import Clause, Membership, Node, Policy, Project, Reference, Role
 from coding.segmentation import RULES
-from coding.services import normalise_text
+from coding.services import POLICY_FIELDS, normalise_text
+from coding.stats import compile_query
 
 # PostgreSQL's integer: anything larger is bad input to refuse, not a value to send to the database.
 MAX_INT = 2_147_483_647
@@ -51,22 +55,8 @@ class PolicySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Policy
-        fields = [
-            "number",
-            "title",
-            "potency_level",
-            "release_departments",
-            "jurisdiction",
-            "release_date",
-            "implementation_date",
-            "source_url",
-            "language",
-            "segmentation_rule",
-            "attributes",
-            "text_length",
-            "clause_count",
-            "done",
-        ]
+        # The metadata the services keep (and audit), so a new field shows here without a second list.
+        fields = [*POLICY_FIELDS, "text_length", "clause_count", "done"]
 
 
 class PolicyDetailSerializer(PolicySerializer):
@@ -77,17 +67,19 @@ class PolicyDetailSerializer(PolicySerializer):
 
     @extend_schema_field(ClauseSerializer(many=True))
     def get_clauses(self, policy: Policy) -> list[dict]:
-        rows = [
-            {
-                "number": clause.number,
-                "label": clause.label_for(policy),
-                "start": clause.start,
-                "end": clause.end,
-                "text": clause.text_of(policy),
-            }
-            for clause in Clause.objects.filter(policy=policy).order_by("start")
-        ]
+        rows = [clause_row(clause, policy) for clause in Clause.objects.filter(policy=policy).order_by("start")]
         return ClauseSerializer(rows, many=True).data
+
+
+def clause_row(clause: Clause, policy: Policy) -> dict:
+    """What ClauseSerializer shows of ``clause`` of ``policy``."""
+    return {
+        "number": clause.number,
+        "label": clause.label_for(policy),
+        "start": clause.start,
+        "end": clause.end,
+        "text": clause.text_of(policy),
+    }
 
 
 class DoneSerializer(serializers.Serializer):
@@ -179,6 +171,20 @@ class ConflictSerializer(serializers.Serializer):
 # --- input ---------------------------------------------------------------------------------
 
 
+# Input that a PATCH sends whole: its required fields stay required. DRF and drf-spectacular
+# make every PATCH body partial; without this the schema would call `version` or `role` optional
+# while the view refuses a body without them. (A comment: a docstring would become the schema's
+# description of every such body.)
+class WholeInputSerializer(serializers.Serializer):
+    @property
+    def partial(self) -> bool:
+        return False
+
+    @partial.setter
+    def partial(self, value: bool) -> None:
+        pass
+
+
 class ProjectNodeField(serializers.PrimaryKeyRelatedField):
     """A node id of the project in the serializer's context; any other id is 'not found',
     so a node of another project looks exactly like one that does not exist."""
@@ -196,19 +202,16 @@ class ProjectNodeField(serializers.PrimaryKeyRelatedField):
         return Node.objects.filter(project=self.context["project"])
 
 
-class PolicyCreateSerializer(serializers.Serializer):
+# A policy's metadata as input: every field of services.POLICY_FIELDS except segmentation_rule,
+# which only segmenting sets (a test holds the two lists together).
+class PolicyMetadataSerializer(serializers.Serializer):
     number = serializers.IntegerField(
-        min_value=1, max_value=MAX_INT, required=False, help_text="Defaults to the next free number."
+        min_value=1,
+        max_value=MAX_INT,
+        required=False,
+        help_text="Unique in the project; a new policy gets the next free number by default.",
     )
     title = serializers.CharField(max_length=500)
-    text = serializers.CharField(
-        allow_blank=True,
-        required=False,
-        trim_whitespace=False,
-        help_text="The full text. CRLF and CR line ends are stored as LF, so read offsets back from the clauses. "
-        "Without a text the policy is a catalogue entry.",
-    )
-    rule = serializers.ChoiceField(choices=RULES, default="article", help_text="Segmentation rule for the clauses.")
     potency_level = serializers.CharField(max_length=200, allow_blank=True, required=False)
     release_departments = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
     jurisdiction = serializers.CharField(max_length=100, allow_blank=True, required=False)
@@ -222,8 +225,93 @@ class PolicyCreateSerializer(serializers.Serializer):
     language = serializers.CharField(max_length=20, allow_blank=True, required=False)
     attributes = serializers.DictField(required=False, help_text="Free-form classifications, e.g. for crosstabs.")
 
+
+class PolicyCreateSerializer(PolicyMetadataSerializer):
+    """A new policy: its metadata, and the text to segment into clauses under ``rule``."""
+
+    text = serializers.CharField(
+        allow_blank=True,
+        required=False,
+        trim_whitespace=False,
+        help_text="The full text. CRLF and CR line ends are stored as LF, so read offsets back from the clauses. "
+        "Without a text the policy is a catalogue entry.",
+    )
+    rule = serializers.ChoiceField(choices=RULES, default="article", help_text="Segmentation rule for the clauses.")
+
     def validate_text(self, value: str) -> str:
         return normalise_text(value)  # the service stores it so too; validated here so errors name the field
+
+
+class PolicyUpdateSerializer(PolicyMetadataSerializer):
+    """Metadata to change, any of the fields: the text has its own endpoint (``text/``), and the
+    clauses change with ``resegment/`` and the clause endpoints."""
+
+    ELSEWHERE = {
+        "text": "Change the text with POST …/policies/<number>/text/.",
+        "rule": "Segment the text anew with POST …/policies/<number>/resegment/.",
+        "segmentation_rule": "Segment the text anew with POST …/policies/<number>/resegment/.",
+    }
+
+    def validate(self, data: dict) -> dict:
+        # Said rather than ignored, as DRF would: a client sending the text here expects it changed.
+        misplaced = {name: message for name, message in self.ELSEWHERE.items() if name in self.initial_data}
+        if misplaced:
+            raise serializers.ValidationError(misplaced)
+        if not data:
+            raise serializers.ValidationError("Give at least one field to change.")
+        return data
+
+
+class PolicyTextSerializer(serializers.Serializer):
+    text = serializers.CharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="The full text; CRLF and CR line ends are stored as LF. An empty text makes the policy a "
+        "catalogue entry without clauses.",
+    )
+    rule = serializers.ChoiceField(
+        choices=RULES, required=False, help_text="Segmentation rule; default: the policy's current one (or article)."
+    )
+
+    def validate_text(self, value: str) -> str:
+        return normalise_text(value)
+
+
+class ResegmentSerializer(serializers.Serializer):
+    rule = serializers.ChoiceField(choices=RULES, help_text="Segmentation rule for the clauses.")
+
+
+class ClauseUpdateSerializer(WholeInputSerializer):
+    """New bounds for a clause: code-point offsets into the policy text."""
+
+    start = serializers.IntegerField(min_value=0, max_value=MAX_INT, help_text="Inclusive.")
+    end = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="Exclusive.")
+
+    def validate(self, data: dict) -> dict:
+        length = len(self.context["policy"].text)
+        if data["start"] >= data["end"]:
+            raise serializers.ValidationError({"end": f"end ({data['end']}) must be after start ({data['start']})."})
+        if data["end"] > length:
+            raise serializers.ValidationError({"end": f"end ({data['end']}) lies past the text's end ({length})."})
+        return data
+
+
+class ClauseSplitSerializer(serializers.Serializer):
+    at = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_INT,
+        help_text="Code-point offset into the policy text, strictly inside the clause: the second part starts "
+        "there (white space at the cut belongs to neither part).",
+    )
+
+    def validate_at(self, value: int) -> int:
+        clause = self.context["clause"]
+        if not clause.start < value < clause.end:
+            raise serializers.ValidationError(
+                f"Clause {self.context['label']} spans [{clause.start}, {clause.end}); split it at an offset "
+                "strictly inside that."
+            )
+        return value
 
 
 class NodeInputSerializer(serializers.Serializer):
@@ -287,7 +375,7 @@ class ReferenceCreateSerializer(serializers.Serializer):
         return data
 
 
-class ReferenceUpdateSerializer(serializers.Serializer):
+class ReferenceUpdateSerializer(WholeInputSerializer):
     version = serializers.IntegerField(
         min_value=1, max_value=MAX_INT, help_text="The version you read; a stale one gets 409."
     )
@@ -349,20 +437,10 @@ def _check_numbers_fit(value: str) -> str:
     return value
 
 
-class DistributionQuerySerializer(serializers.Serializer):
-    """The dashboard's query parameters: checked here as API input, then read by the page's own
-    forms (``coding/forms.py``), so the API and the page count alike."""
+class DashboardFilterSerializer(serializers.Serializer):
+    """The dashboards' policy filters: checked here as API input, then read by the pages' own
+    form (``coding/forms.py``), so the API and the pages count alike."""
 
-    layer = serializers.ListField(
-        child=serializers.CharField(max_length=50),
-        required=False,
-        help_text="Repeat for several: a member's user id, `coders` (all coders) or `consensus`. "
-        "Default: your own layer for a coder, all coders for a reviewer. With blind coding a coder "
-        "reads only their own.",
-    )
-    mode = serializers.ChoiceField(
-        choices=["sum", "side"], required=False, help_text="Several layers summed (default) or side by side."
-    )
     jurisdiction = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     potency = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, help_text="Potency levels."
@@ -374,6 +452,22 @@ class DistributionQuerySerializer(serializers.Serializer):
     year_to = serializers.IntegerField(required=False, min_value=1000, max_value=9999)
     attr = serializers.CharField(required=False, max_length=1000, help_text="Attributes: `key=value;key=value`.")
     policies = serializers.CharField(required=False, max_length=2000, help_text="Policy numbers, e.g. `1-5, 8`.")
+
+    def validate_policies(self, value: str) -> str:
+        return _check_numbers_fit(value)
+
+
+LAYER_HELP = (
+    "Repeat for several: a member's user id, `coders` (all coders) or `consensus`. Default: your own layer for "
+    "a coder, all coders for a reviewer. With blind coding a coder reads only their own."
+)
+
+
+class DistributionQuerySerializer(DashboardFilterSerializer):
+    layer = serializers.ListField(child=serializers.CharField(max_length=50), required=False, help_text=LAYER_HELP)
+    mode = serializers.ChoiceField(
+        choices=["sum", "side"], required=False, help_text="Several layers summed (default) or side by side."
+    )
     by = serializers.CharField(
         required=False,
         max_length=200,
@@ -384,9 +478,6 @@ class DistributionQuerySerializer(serializers.Serializer):
     percent = serializers.ChoiceField(
         choices=["count", "row", "column", "total"], required=False, help_text="Crosstab only."
     )
-
-    def validate_policies(self, value: str) -> str:
-        return _check_numbers_fit(value)
 
 
 class LayerSerializer(serializers.Serializer):
@@ -443,8 +534,8 @@ class DistributionSerializer(serializers.Serializer):
     crosstab = CrosstabSerializer(allow_null=True, help_text="Null without `by`.")
 
 
-class AgreementQuerySerializer(serializers.Serializer):
-    """The agreement page's query parameters."""
+class ComparisonSerializer(serializers.Serializer):
+    """Whose coding to compare, and over which policies: the agreement page's selection."""
 
     coders = serializers.ListField(
         child=serializers.CharField(max_length=1000),
@@ -452,14 +543,109 @@ class AgreementQuerySerializer(serializers.Serializer):
         help_text="Usernames (comma-separated or repeated) and `consensus` for the consensus layer; "
         "two or more. Default: the project's coders.",
     )
-    level = serializers.ChoiceField(choices=["sub", "tree", "both"], required=False)
     unit = serializers.ChoiceField(choices=["clause", "character"], required=False)
     policies = serializers.CharField(required=False, max_length=2000, help_text="Policy numbers, e.g. `1-10, 15`.")
     jurisdiction = serializers.CharField(required=False, max_length=100)
     potency_level = serializers.CharField(required=False, max_length=200)
 
     def validate_policies(self, value: str) -> str:
-        return _check_numbers_fit(value)
+        _check_numbers_fit(value)
+        try:
+            parse_numbers(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return value
+
+
+class AgreementQuerySerializer(ComparisonSerializer):
+    """The agreement page's query parameters."""
+
+    level = serializers.ChoiceField(choices=["sub", "tree", "both"], required=False)
+
+
+LEVEL_HELP = "Sub-nodes as coded (`sub`, the default) or tree nodes with their sub-nodes rolled up (`tree`)."
+
+
+class DisagreementQuerySerializer(ComparisonSerializer):
+    """The agreement page's drill-down: the clauses behind a figure."""
+
+    level = serializers.ChoiceField(choices=["sub", "tree"], default="sub", help_text=LEVEL_HELP)
+    node = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_INT, help_text="Only this node's disagreements (a node id)."
+    )
+    policy = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_INT, help_text="Only this policy's (a policy number)."
+    )
+    pair = serializers.CharField(
+        required=False, max_length=1000, help_text="Only where these two of the compared coders differ: `a,b`."
+    )
+
+
+class AdjudicationInputSerializer(serializers.Serializer):
+    """One decision on a disagreement: what the consensus layer holds for ``node`` in a clause."""
+
+    coders = serializers.ListField(
+        child=serializers.CharField(max_length=1000),
+        required=False,
+        help_text="The compared coders' usernames (comma-separated or repeated), as in the drill-down. "
+        "Default: the project's coders.",
+    )
+    level = serializers.ChoiceField(
+        choices=["sub", "tree"],
+        default="sub",
+        help_text="`sub`: the node as coded; `tree`: the node with its sub-nodes (a tree-node disagreement).",
+    )
+    policy = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="The policy number.")
+    clause = serializers.IntegerField(min_value=0, max_value=MAX_INT, help_text="The clause number in the policy.")
+    node = ProjectNodeField(help_text="The node the coders disagree on.")
+    decision = serializers.ChoiceField(
+        choices=["accept", "both", "neither", "anew"],
+        help_text="`accept` one coder's coding (`accepted`), `both`: every compared coder's, `neither`, or "
+        "code it `anew` (`code_node`, `start`, `end`, `memo`).",
+    )
+    accepted = serializers.CharField(
+        required=False, max_length=150, help_text="With `accept`: the username whose coding to accept."
+    )
+    code_node = ProjectNodeField(
+        required=False, help_text="With `anew`: the node to code at (`node`, or at tree level one of its sub-nodes)."
+    )
+    start = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_INT, help_text="With `anew`: code-point offset into the text."
+    )
+    end = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_INT, help_text="With `anew`: code-point offset (exclusive)."
+    )
+    memo = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+
+    def validate(self, data: dict) -> dict:
+        if data["decision"] == "accept" and not data.get("accepted"):
+            raise serializers.ValidationError({"accepted": "Say whose coding to accept (a username)."})
+        if data["decision"] == "anew":
+            missing = [name for name in ("code_node", "start", "end") if name not in data]
+            if missing:
+                raise serializers.ValidationError(dict.fromkeys(missing, "Coding anew needs this."))
+        policy = Policy.objects.filter(project=self.context["project"], number=data["policy"]).first()
+        if policy is None:
+            raise serializers.ValidationError({"policy": f"Policy {data['policy']} does not exist in this project."})
+        clause = Clause.objects.filter(policy=policy, number=data["clause"]).first()
+        if clause is None:
+            raise serializers.ValidationError({"clause": f"Policy {policy.number} has no clause {data['clause']}."})
+        clause.policy = policy
+        data["clause"] = clause
+        return data
+
+
+class AdoptInputSerializer(ComparisonSerializer):
+    """Copy the coding every compared coder agrees on, at ``level``, into the consensus layer."""
+
+    level = serializers.ChoiceField(choices=["sub", "tree"], default="sub", help_text=LEVEL_HELP)
+
+
+class AdoptedSerializer(serializers.Serializer):
+    agreed = serializers.IntegerField(help_text="Clause × node decisions where every compared coder agrees.")
+    added = serializers.IntegerField(
+        help_text="References copied into the consensus layer (decided or already copied ones are left as they are)."
+    )
 
 
 class AgreementSelectionSerializer(serializers.Serializer):
@@ -486,4 +672,244 @@ class AgreementSerializer(serializers.Serializer):
         child=serializers.DictField(child=serializers.ListField(child=serializers.DictField())),
         help_text="Per level (`sub`, `tree`): the tables `nodes`, `overall`, `pairs` and `policies` as rows, "
         "as in the page's CSV downloads; a figure that cannot be computed is null, with the reason in `notes`.",
+    )
+
+
+# --- the agreement drill-down and adjudication -------------------------------------------------
+# Read from agreement_data's UnitView / LayerView / Segment dataclasses, as the page shows them.
+
+
+class SegmentSerializer(serializers.Serializer):
+    start = serializers.IntegerField(help_text="Code-point offset into the policy text.")
+    end = serializers.SerializerMethodField(help_text="Code-point offset (exclusive).")
+    text = serializers.CharField()
+    nodes = serializers.ListField(child=serializers.CharField(), help_text="Paths of the nodes coded on it.")
+    focus = serializers.BooleanField(help_text="Whether one of them is the compared node.")
+
+    def get_end(self, segment) -> int:
+        return segment.start + len(segment.text)
+
+
+class LayerViewSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The coder's username, or `consensus`.")
+    consensus = serializers.BooleanField(source="is_consensus")
+    applied = serializers.BooleanField(help_text="Whether this layer applied the compared node to the clause.")
+    nodes = serializers.ListField(child=serializers.CharField(), help_text="Every node it applied in the clause.")
+    segments = SegmentSerializer(many=True, help_text="The clause cut at every reference boundary.")
+
+
+class DecisionSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["accept", "both", "neither", "anew"])
+    accepted = serializers.CharField(allow_null=True, help_text="With `accept`: whose coding.")
+    decided_by = serializers.CharField(source="by", allow_null=True)
+    decided_at = serializers.DateTimeField(source="at")
+
+
+class NodePathSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    path = serializers.CharField()
+
+
+class DisagreementSerializer(serializers.Serializer):
+    """One disagreement: a clause and a compared node, each layer's coding side by side."""
+
+    policy = serializers.IntegerField(source="policy_number", help_text="The policy number.")
+    policy_title = serializers.CharField()
+    clause = serializers.IntegerField(source="clause_number")
+    label = serializers.CharField()
+    start = serializers.IntegerField(source="clause_start", help_text="The clause's code-point offsets.")
+    end = serializers.IntegerField(source="clause_end")
+    text = serializers.CharField(source="clause_text")
+    level = serializers.ChoiceField(choices=["sub", "tree"])
+    node = NodePathSerializer(help_text="The compared node.")
+    layers = LayerViewSerializer(many=True, help_text="The compared layers, in the order asked.")
+    consensus = LayerViewSerializer(
+        allow_null=True, help_text="The consensus layer when it is not one of the compared layers."
+    )
+    decision = DecisionSerializer(allow_null=True, help_text="The adjudication, once decided.")
+    code_nodes = NodePathSerializer(many=True, help_text="The nodes a decision to code anew may use.")
+
+
+class DisagreementPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Disagreements in all pages.")
+    resolved = serializers.IntegerField(help_text="How many of them are decided.")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = DisagreementSerializer(many=True)
+
+
+# --- members -------------------------------------------------------------------------------------
+
+
+def member_rows(project: Project) -> QuerySet[Membership]:
+    """The project's memberships with what MemberSerializer shows, in one query."""
+    coded = (
+        Reference.objects.filter(policy__project=project, consensus=False, coder=OuterRef("user"))
+        .order_by()
+        .values("coder")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        Membership.objects.filter(project=project)
+        .annotate(username=F("user__username"), references=Coalesce(Subquery(coded), 0))
+        .order_by("username")
+    )
+
+
+# Instances must come from ``member_rows``.
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField()
+    references = serializers.IntegerField(help_text="References in their layer (they stay when they leave).")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "references"]
+        read_only_fields = fields
+
+
+class MemberAddedSerializer(MemberSerializer):
+    outcome = serializers.ChoiceField(
+        choices=["added", "changed", "unchanged"], help_text="Added, or a member whose role changed or already was."
+    )
+
+    class Meta(MemberSerializer.Meta):
+        fields = [*MemberSerializer.Meta.fields, "outcome"]
+        read_only_fields = fields
+
+
+class MemberAddSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150, help_text="An existing user; a site administrator creates users.")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.CODER)
+
+
+class MemberRoleSerializer(WholeInputSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+# --- the other dashboards: trend, word frequency, text search -------------------------------------
+
+
+class TrendQuerySerializer(DashboardFilterSerializer):
+    layer = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, help_text=LAYER_HELP + " Summed."
+    )
+
+
+class TrendRowSerializer(serializers.Serializer):
+    level = serializers.IntegerField(help_text="1 tree node, 2 sub-node, 0 the Total row.")
+    node_id = serializers.IntegerField()
+    path = serializers.CharField()
+    cells = serializers.DictField(child=serializers.IntegerField(), help_text="References per release year.")
+    total = serializers.IntegerField()
+
+
+class TrendSerializer(serializers.Serializer):
+    """References per release year and node: the trend dashboard's table."""
+
+    available_layers = LayerSerializer(many=True, help_text="The layers you may read.")
+    layers = LayerSerializer(many=True, help_text="The layers counted (summed).")
+    years = serializers.ListField(
+        child=serializers.CharField(), help_text="Every year from the first to the last, then `(none)` if undated."
+    )
+    rows = TrendRowSerializer(many=True)
+    undated = serializers.IntegerField(help_text="References in policies without a release date.")
+
+
+class WordsQuerySerializer(DashboardFilterSerializer):
+    min_length = serializers.IntegerField(required=False, min_value=1, max_value=20, help_text="Default 2.")
+    top = serializers.IntegerField(required=False, min_value=1, max_value=1000, help_text="Default 50.")
+    threshold = serializers.FloatField(
+        required=False, min_value=0, max_value=100, help_text="Drop words under this share (%) of all words."
+    )
+
+
+class WordSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    word = serializers.CharField()
+    count = serializers.IntegerField()
+    share = serializers.FloatField(help_text="Of all words counted, as a fraction.")
+    policies = serializers.IntegerField(help_text="Policies whose text has it.")
+
+
+class WordsSerializer(serializers.Serializer):
+    policies = serializers.IntegerField(help_text="Policy texts counted.")
+    stopwords = serializers.IntegerField(help_text="Stop words left out.")
+    custom_stopwords = serializers.BooleanField(help_text="Whether the project has its own stop-word list.")
+    words = WordSerializer(many=True)
+
+
+class StopwordsSerializer(serializers.Serializer):
+    words = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        allow_null=True,
+        max_length=20_000,
+        help_text="The project's stop words, which word frequencies leave out; null for the default list.",
+    )
+    custom = serializers.BooleanField(read_only=True, help_text="Whether the project has its own list.")
+
+
+class SearchQuerySerializer(DashboardFilterSerializer):
+    q = serializers.CharField(
+        max_length=200, trim_whitespace=False, help_text="A word, a phrase or a regular expression."
+    )
+    mode = serializers.ChoiceField(choices=["phrase", "word", "regex"], default="phrase")
+
+    def validate(self, data: dict) -> dict:
+        try:
+            compile_query(data["q"], data["mode"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"q": exc.messages}) from None
+        except (OverflowError, RecursionError):  # re.compile's answer to e.g. a{99999999999}
+            raise serializers.ValidationError({"q": "The regular expression is too large."}) from None
+        return data
+
+
+class HitSerializer(serializers.Serializer):
+    """One search hit in context; ``key`` names it to ``search/code/``."""
+
+    key = serializers.CharField(help_text="`policy:start:end`.")
+    label = serializers.CharField(help_text="`policy-clause`, or `policy (no clause)` outside every clause.")
+    policy = serializers.IntegerField(source="number", help_text="The policy number.")
+    title = serializers.CharField()
+    clause = serializers.IntegerField(allow_null=True, help_text="Null outside every clause (a heading).")
+    start = serializers.IntegerField(help_text="Code-point offset into the policy text.")
+    end = serializers.IntegerField()
+    before = serializers.CharField(allow_blank=True)
+    match = serializers.CharField()
+    after = serializers.CharField(allow_blank=True)
+
+
+class SearchPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Hits listed in all pages.")
+    total = serializers.IntegerField(help_text="Every match, also those past the limit.")
+    truncated = serializers.BooleanField(help_text="More matched than are listed.")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = HitSerializer(many=True)
+
+
+class SearchCodeSerializer(SearchQuerySerializer):
+    """Code hits of a search at a node in your own layer: the search runs again, and only its
+    hits can be coded."""
+
+    node = ProjectNodeField()
+    hits = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, help_text="Keys of the hits to code."
+    )
+    all = serializers.BooleanField(default=False, help_text="Code every hit in a clause instead.")
+    memo = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+
+    def validate(self, data: dict) -> dict:
+        data = super().validate(data)
+        if not data["all"] and not data.get("hits"):
+            raise serializers.ValidationError({"hits": "Give the keys of the hits to code, or all: true."})
+        return data
+
+
+class CodedHitsSerializer(serializers.Serializer):
+    hits = serializers.IntegerField(help_text="Hits coded (hits outside every clause cannot be).")
+    created = serializers.IntegerField(
+        help_text="New references in your layer: one per clause a hit touches, none where the passage was "
+        "already coded at the node."
     )

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import math
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, QuerySet, Subquery, Value
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -33,12 +35,26 @@ from coding import access, agreement_data, services, stats
 from coding.api.errors import StrictJSONParser, check_body_size
 from coding.api.schema import ApiSchema
 from coding.api.serializers import (
+    AdjudicationInputSerializer,
+    AdoptedSerializer,
+    AdoptInputSerializer,
     AgreementQuerySerializer,
     AgreementSerializer,
+    ClauseSerializer,
+    ClauseSplitSerializer,
+    ClauseUpdateSerializer,
+    CodedHitsSerializer,
     ConflictSerializer,
+    DisagreementPageSerializer,
+    DisagreementQuerySerializer,
+    DisagreementSerializer,
     DistributionQuerySerializer,
     DistributionSerializer,
     DoneSerializer,
+    MemberAddedSerializer,
+    MemberAddSerializer,
+    MemberRoleSerializer,
+    MemberSerializer,
     NodeInputSerializer,
     NodeMergeSerializer,
     NodeSerializer,
@@ -47,16 +63,29 @@ from coding.api.serializers import (
     PolicyDetailSerializer,
     PolicyFilterSerializer,
     PolicySerializer,
+    PolicyTextSerializer,
+    PolicyUpdateSerializer,
     ProjectSerializer,
     ReferenceCreateSerializer,
     ReferenceFilterSerializer,
     ReferenceSerializer,
     ReferenceUpdateSerializer,
+    ResegmentSerializer,
+    SearchCodeSerializer,
+    SearchPageSerializer,
+    SearchQuerySerializer,
+    StopwordsSerializer,
+    TrendQuerySerializer,
+    TrendSerializer,
     VersionQuerySerializer,
+    WordsQuerySerializer,
+    WordsSerializer,
+    clause_row,
+    member_rows,
     reference_rows,
 )
 from coding.forms import CrosstabForm, DashboardFilterForm
-from coding.models import REVIEW_ROLES, DoneMark, Membership, Node, Policy, Project, Reference, Role
+from coding.models import REVIEW_ROLES, Clause, DoneMark, Membership, Node, Policy, Project, Reference, Role
 
 ADMIN = {Role.ADMIN}
 
@@ -64,6 +93,13 @@ ADMIN = {Role.ADMIN}
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+
+# For the endpoints that page a computed list (not a queryset of a generic list view).
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", int, description="A page number within the paginated result set."),
+    OpenApiParameter("page_size", int, description="Number of results to return per page."),
+]
 
 
 class ApiView:
@@ -205,17 +241,126 @@ class PolicyList(ApiView, generics.ListAPIView):
 
 
 class PolicyDetail(ApiView, generics.RetrieveAPIView):
-    """A policy with its text and its clauses (offsets in code points)."""
+    """A policy with its text and its clauses (offsets in code points); admins change its
+    metadata or delete it (with every reference to it)."""
 
     serializer_class = PolicyDetailSerializer
 
     def get_object(self) -> Policy:
         acc = access.get_project_for_user(self.request.user, self.kwargs["slug"])
-        number = self.kwargs["number"]
-        policy = _policy_rows(acc).filter(number=number).first()
-        if policy is None:
-            raise Http404(f"Policy {number} does not exist in this project.")
-        return policy
+        return _policy_detail(acc, self.kwargs["number"])
+
+    @extend_schema(request=PolicyUpdateSerializer(partial=True), responses=PolicyDetailSerializer)
+    def patch(self, request, slug: str, number: int) -> Response:
+        """Change the metadata (admins); the text has its own endpoint. A new `number` moves the
+        policy to that number's URL."""
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        policy = access.get_policy(acc, number)
+        serializer = PolicyUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        policy = services.update_policy(actor=request.user, policy=policy, **serializer.validated_data)
+        return Response(PolicyDetailSerializer(_policy_detail(acc, policy.number)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, slug: str, number: int) -> Response:
+        """Delete the policy with its clauses and every layer's references to it (admins)."""
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        services.delete_policy(actor=request.user, policy=access.get_policy(acc, number))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _policy_detail(acc: access.ProjectAccess, number: int) -> Policy:
+    policy = _policy_rows(acc).filter(number=number).first()
+    if policy is None:
+        raise Http404(f"Policy {number} does not exist in this project.")
+    return policy
+
+
+class PolicyText(ApiView, APIView):
+    """Attach or replace a policy's text (admins); it is segmented anew. Refused once the policy
+    has references, since they point into the text."""
+
+    @extend_schema(request=PolicyTextSerializer, responses=PolicyDetailSerializer)
+    def post(self, request, slug: str, number: int) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        policy = access.get_policy(acc, number)
+        data = validated(PolicyTextSerializer, request.data)
+        services.set_policy_text(actor=request.user, policy=policy, text=data["text"], rule=data.get("rule"))
+        return Response(PolicyDetailSerializer(_policy_detail(acc, number)).data)
+
+
+class PolicyResegment(ApiView, APIView):
+    """Segment the text into clauses anew under a rule (admins); refused once the policy has
+    references. A rule that finds nothing falls back to paragraphs: `segmentation_rule` says
+    which rule was used."""
+
+    @extend_schema(request=ResegmentSerializer, responses=PolicyDetailSerializer)
+    def post(self, request, slug: str, number: int) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        policy = access.get_policy(acc, number)
+        data = validated(ResegmentSerializer, request.data)
+        services.resegment_policy(actor=request.user, policy=policy, rule=data["rule"])
+        return Response(PolicyDetailSerializer(_policy_detail(acc, number)).data)
+
+
+# --- clause review (admins, before coding starts) --------------------------------------------
+
+
+def _clause(acc: access.ProjectAccess, number: int, clause_number: int) -> Clause:
+    policy = access.get_policy(acc, number)
+    clause = Clause.objects.filter(policy=policy, number=clause_number).first()
+    if clause is None:
+        raise Http404(f"Policy {number} has no clause {clause_number}.")
+    clause.policy = policy
+    return clause
+
+
+def _clause_data(clause: Clause) -> dict:
+    return ClauseSerializer(clause_row(clause, clause.policy)).data
+
+
+class ClauseDetail(ApiView, APIView):
+    """One clause; admins move its bounds (code-point offsets into the policy text). Clause
+    edits are refused where references would fall outside their clause."""
+
+    @extend_schema(responses=ClauseSerializer)
+    def get(self, request, slug: str, number: int, clause_number: int) -> Response:
+        acc = access.get_project_for_user(request.user, slug)
+        return Response(_clause_data(_clause(acc, number, clause_number)))
+
+    @extend_schema(request=ClauseUpdateSerializer, responses=ClauseSerializer)
+    def patch(self, request, slug: str, number: int, clause_number: int) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        clause = _clause(acc, number, clause_number)
+        data = validated(ClauseUpdateSerializer, request.data, policy=clause.policy)
+        clause = services.update_clause(actor=request.user, clause=clause, start=data["start"], end=data["end"])
+        return Response(_clause_data(clause))
+
+
+class ClauseSplit(ApiView, APIView):
+    """Split a clause in two at an offset (admins; refused once the policy has references). The
+    first part keeps the number, the second takes the next, and later clauses move up by one."""
+
+    @extend_schema(request=ClauseSplitSerializer, responses=ClauseSerializer(many=True))
+    def post(self, request, slug: str, number: int, clause_number: int) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        clause = _clause(acc, number, clause_number)
+        label = clause.label_for(clause.policy)
+        data = validated(ClauseSplitSerializer, request.data, clause=clause, label=label)
+        second = services.split_clause(actor=request.user, clause=clause, at=data["at"])
+        second.policy = clause.policy
+        return Response([_clause_data(clause), _clause_data(second)])
+
+
+class ClauseMerge(ApiView, APIView):
+    """Merge a clause with the one after it in the text (admins; refused once the policy has
+    references). The merged clause keeps the first number; later numbers stay as they are."""
+
+    @extend_schema(request=None, responses=ClauseSerializer)
+    def post(self, request, slug: str, number: int, clause_number: int) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        clause = services.merge_clauses(actor=request.user, clause=_clause(acc, number, clause_number))
+        return Response(_clause_data(clause))
 
 
 class PolicyDone(ApiView, APIView):
@@ -233,6 +378,92 @@ class PolicyDone(ApiView, APIView):
         acc = access.get_project_for_user(request.user, slug)
         policy = access.get_policy(acc, number)
         services.unmark_policy_done(actor=request.user, policy=policy, coder=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- members (admins) ----------------------------------------------------------------------
+
+
+def _membership(acc: access.ProjectAccess, username: str) -> Membership:
+    membership = None
+    # A NUL cannot be in a username, and PostgreSQL refuses it in a query.
+    if "\x00" not in username and len(username) <= 150:
+        membership = Membership.objects.filter(project=acc.project, user__username=username).first()
+    if membership is None:
+        raise Http404(f"{username!r} is not a member of this project.")
+    membership.project = acc.project
+    return membership
+
+
+def _member_data(acc: access.ProjectAccess, membership: Membership, **extra) -> dict:
+    row = member_rows(acc.project).get(pk=membership.pk)
+    for name, value in extra.items():
+        setattr(row, name, value)
+    serializer = MemberAddedSerializer if extra else MemberSerializer
+    return serializer(row).data
+
+
+class MemberList(ApiView, generics.ListAPIView):
+    """The project's members with their roles (admins); admins add existing users."""
+
+    serializer_class = MemberSerializer
+
+    def get_queryset(self) -> QuerySet[Membership]:
+        if self.is_schema_generation():
+            return Membership.objects.none()
+        acc = access.get_project_for_user(self.request.user, self.kwargs["slug"], roles=ADMIN)
+        return member_rows(acc.project)
+
+    @extend_schema(
+        request=MemberAddSerializer,
+        responses={
+            201: OpenApiResponse(MemberAddedSerializer, description="Added."),
+            200: OpenApiResponse(MemberAddedSerializer, description="A member already: their role is changed."),
+        },
+    )
+    def post(self, request, slug: str) -> Response:
+        """Give an existing user a role here: adds them, or changes a member's role (a project
+        keeps at least one admin)."""
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        data = validated(MemberAddSerializer, request.data)
+        membership, outcome = services.add_member(
+            actor=request.user, project=acc.project, username=data["username"], role=data["role"]
+        )
+        code = status.HTTP_201_CREATED if outcome == "added" else status.HTTP_200_OK
+        return Response(_member_data(acc, membership, outcome=outcome), status=code)
+
+
+USERNAME = OpenApiParameter(
+    "username",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^[\w.@+-]{1,150}$",
+    description="The member's username (letters, digits and @.+-_).",
+)
+
+
+@extend_schema(parameters=[USERNAME])
+class MemberDetail(ApiView, APIView):
+    """One member, by username (admins): change their role or take them out of the project. Their
+    references stay, attributed to them; a project keeps at least one admin."""
+
+    @extend_schema(responses=MemberSerializer)
+    def get(self, request, slug: str, username: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        return Response(_member_data(acc, _membership(acc, username)))
+
+    @extend_schema(request=MemberRoleSerializer, responses=MemberSerializer)
+    def patch(self, request, slug: str, username: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        membership = _membership(acc, username)
+        data = validated(MemberRoleSerializer, request.data)
+        membership = services.change_member_role(actor=request.user, membership=membership, role=data["role"])
+        return Response(_member_data(acc, membership))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, slug: str, username: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        services.remove_member(actor=request.user, membership=_membership(acc, username))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -437,6 +668,19 @@ def _form_errors(form) -> serializers.ValidationError:
     )
 
 
+def _policy_filter(data) -> stats.PolicyFilter:
+    """The dashboards' policy filter from input already checked by a DashboardFilterSerializer,
+    read by the pages' own form so that the API counts the same policies."""
+    form = DashboardFilterForm(data)
+    if not form.is_valid():
+        raise _form_errors(form)
+    return form.policy_filter()
+
+
+def _layers(layers) -> list[dict]:
+    return [{"key": layer.key, "label": layer.label} for layer in layers]
+
+
 class Distribution(ApiView, APIView):
     """The dashboard's distribution: references, their share and policies coded per tree node and
     sub-node, for the chosen layers and policies; with `by`, the crosstab across a policy
@@ -447,9 +691,7 @@ class Distribution(ApiView, APIView):
         acc = access.get_project_for_user(request.user, slug)
         query = DistributionQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        filter_form = DashboardFilterForm(request.query_params)
-        if not filter_form.is_valid():
-            raise _form_errors(filter_form)
+        filters = _policy_filter(request.query_params)
         available = stats.available_layers(acc)
         # PermissionDenied (a layer hidden by blind coding) is a 403, an unknown layer a 400.
         selection = stats.resolve_layers(
@@ -461,8 +703,8 @@ class Distribution(ApiView, APIView):
         keys = selection.keys if selection.side_by_side else ["sum"]
         nodes = stats.codebook(acc.project)
         figures = {
-            "available_layers": [{"key": layer.key, "label": layer.label} for layer in available],
-            "layers": [{"key": layer.key, "label": layer.label} for layer in selection.layers],
+            "available_layers": _layers(available),
+            "layers": _layers(selection.layers),
             "side_by_side": selection.side_by_side,
             "distribution": None,
             "crosstab": None,
@@ -474,7 +716,7 @@ class Distribution(ApiView, APIView):
             by, measure, percent = (form.cleaned_data[name] for name in ("by", "measure", "percent"))
             # Summed, as on the page: side by side a crosstab would need a third dimension.
             summed = stats.LayerSelection(selection.layers)
-            counts = stats.tally_counts(acc.project, summed, filter_form.policy_filter(), by=by, nodes=nodes)
+            counts = stats.tally_counts(acc.project, summed, filters, by=by, nodes=nodes)
             frame = stats.crosstab(counts, nodes, by, measure=measure, percent=percent)
             values = [c for c in frame.columns if c not in ("level", "node_id", "path", "Total")]
             keys = ["sum"]
@@ -496,13 +738,177 @@ class Distribution(ApiView, APIView):
                 ],
             }
         else:
-            counts = stats.tally_counts(acc.project, selection, filter_form.policy_filter(), nodes=nodes)
+            counts = stats.tally_counts(acc.project, selection, filters, nodes=nodes)
             figures["distribution"] = stats.distribution(counts, nodes, keys).to_dict("records")
         figures["totals"] = [
             {"layer": key, "references": refs, "policies": coded}
             for key, (refs, coded) in stats.totals(counts, keys).items()
         ]
         return Response(DistributionSerializer(_finite(figures)).data)
+
+
+class Trend(ApiView, APIView):
+    """The trend dashboard: references per release year for every tree node and sub-node, the
+    chosen layers summed, every year from the first to the last. The same figures as the page."""
+
+    @extend_schema(parameters=[TrendQuerySerializer], responses=TrendSerializer)
+    def get(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug)
+        query = validated(TrendQuerySerializer, request.query_params)
+        filters = _policy_filter(request.query_params)
+        available = stats.available_layers(acc)
+        # A layer hidden by blind coding is a 403 (PermissionDenied), an unknown one a 400.
+        selection = stats.resolve_layers(acc, query.get("layer", []), available=available)
+        nodes = stats.codebook(acc.project)
+        summed = stats.LayerSelection(selection.layers)
+        counts = stats.tally_counts(acc.project, summed, filters, by="year", nodes=nodes)
+        frame = stats.crosstab(counts, nodes, "year", fill_years=True)
+        years = [c for c in frame.columns if c not in ("level", "node_id", "path", "Total")]
+        rows = [
+            {
+                "level": int(row["level"]),
+                "node_id": int(row["node_id"]),
+                "path": row["path"],
+                "cells": {year: int(row[year]) for year in years},
+                "total": int(row["Total"]),
+            }
+            for row in frame.to_dict("records")
+        ]
+        figures = {
+            "available_layers": _layers(available),
+            "layers": _layers(selection.layers),
+            "years": years,
+            "rows": rows,
+            "undated": rows[-1]["cells"].get(stats.NONE_VALUE, 0),
+        }
+        return Response(TrendSerializer(figures).data)
+
+
+class Words(ApiView, APIView):
+    """Word frequency over the filtered policies' texts (jieba segmentation), without the
+    project's stop words: the word frequency dashboard's table."""
+
+    @extend_schema(parameters=[WordsQuerySerializer], responses=WordsSerializer)
+    def get(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug)
+        query = validated(WordsQuerySerializer, request.query_params)
+        filters = _policy_filter(request.query_params)
+        options = {"min_length": 2, "top": 50, "threshold": 0.0} | {
+            name: query[name] for name in ("min_length", "top", "threshold") if name in query
+        }
+        stopwords = stats.project_stopwords(acc.project)
+        texts = stats.policy_texts(acc.project, filters)
+        frame = stats.word_frequency(texts, stopwords=stopwords, **options)
+        body = {
+            "policies": len(texts),
+            "stopwords": len(stopwords),
+            "custom_stopwords": acc.project.stopwords is not None,
+            "words": frame.to_dict("records"),
+        }
+        return Response(WordsSerializer(body).data)
+
+
+class Stopwords(ApiView, APIView):
+    """The stop words word frequencies leave out: the project's own list, or the default one
+    (Chinese function words and legal boilerplate, English function words). Supervisors and
+    admins replace it; `null` goes back to the default."""
+
+    @extend_schema(responses=StopwordsSerializer)
+    def get(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug)
+        return Response(_stopwords(acc.project))
+
+    @extend_schema(request=StopwordsSerializer, responses=StopwordsSerializer)
+    def put(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
+        data = validated(StopwordsSerializer, request.data)
+        services.set_project_stopwords(actor=request.user, project=acc.project, words=data["words"])
+        return Response(_stopwords(acc.project))
+
+
+def _stopwords(project: Project) -> dict:
+    custom = project.stopwords is not None
+    return StopwordsSerializer({"words": stats.project_stopwords(project), "custom": custom}).data
+
+
+def _search(acc: access.ProjectAccess, query: dict, data) -> stats.SearchResult:
+    return stats.search(acc.project, query["q"], query["mode"], _policy_filter(data))
+
+
+class Search(ApiView, APIView):
+    """Text search in the filtered policies' texts: every hit with its clause label and
+    keyword in context, in policy and text order (offsets in code points)."""
+
+    @extend_schema(parameters=[SearchQuerySerializer, *PAGE_PARAMETERS], responses=SearchPageSerializer)
+    def get(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug)
+        query = validated(SearchQuerySerializer, request.query_params)
+        result = _search(acc, query, request.query_params)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(result.hits, request, view=self)
+        body = {
+            "count": paginator.page.paginator.count,
+            "total": result.total,
+            "truncated": result.truncated,
+            "next": paginator.get_next_link(),
+            "previous": paginator.get_previous_link(),
+            "results": page,
+        }
+        return Response(SearchPageSerializer(body).data)
+
+
+class SearchCode(ApiView, APIView):
+    """Code hits of a text search at a node in your own layer: the ones named by key, or every
+    hit that lies in a clause. The search runs again here, so only its real hits are coded."""
+
+    @extend_schema(request=SearchCodeSerializer, responses=CodedHitsSerializer)
+    def post(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug)
+        data = validated(SearchCodeSerializer, request.data, project=acc.project)
+        result = _search(acc, data, {name: data[name] for name in DashboardFilterForm.base_fields if name in data})
+        codable = {hit.key: hit for hit in result.hits if hit.clause is not None}
+        if data["all"]:
+            hits = list(codable.values())
+        else:
+            unknown = [key for key in data["hits"] if key not in codable]
+            if unknown:
+                raise serializers.ValidationError(
+                    {"hits": [f"{key!r} is not a hit of this search in a clause; search again." for key in unknown]}
+                )
+            hits = [codable[key] for key in dict.fromkeys(data["hits"])]
+        numbers = {hit.number for hit in hits}
+        policies = {policy.number: policy for policy in Policy.objects.filter(project=acc.project, number__in=numbers)}
+        created, _ = services.code_hits(
+            actor=request.user,
+            coder=request.user,
+            node=data["node"],
+            hits=[(policies[hit.number], hit.start, hit.end) for hit in hits],
+            memo=data["memo"],
+        )
+        return Response(CodedHitsSerializer({"hits": len(hits), "created": created}).data)
+
+
+def _comparison(acc: access.ProjectAccess, query: dict, level: str) -> agreement_data.Selection:
+    """The selection of the agreement page from validated input; the coders are checked against
+    the project's members here, so their errors name the field."""
+    try:
+        return agreement_data.parse_selection(
+            acc.project,
+            coders=query.get("coders") or agreement_data.default_coders(acc.project),
+            level=level,
+            unit=query.get("unit", ""),
+            policies=query.get("policies", ""),
+            jurisdiction=query.get("jurisdiction", ""),
+            potency_level=query.get("potency_level", ""),
+        )
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError({"coders": exc.messages}) from None
+
+
+def _users(selection: agreement_data.Selection) -> dict[str, object]:
+    """The compared coders (not the consensus layer) by username, from one query."""
+    users = get_user_model().objects.in_bulk([layer.user_id for layer in selection.coders])
+    return {layer.key: users[layer.user_id] for layer in selection.coders}
 
 
 class Agreement(ApiView, APIView):
@@ -513,18 +919,125 @@ class Agreement(ApiView, APIView):
     def get(self, request, slug: str) -> Response:
         acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
         query = validated(AgreementQuerySerializer, request.query_params)
-        coders = query.get("coders") or agreement_data.default_coders(acc.project)
-        selection = agreement_data.parse_selection(
-            acc.project,
-            coders=coders,
-            level=query.get("level", ""),
-            unit=query.get("unit", ""),
-            policies=query.get("policies", ""),
-            jurisdiction=query.get("jurisdiction", ""),
-            potency_level=query.get("potency_level", ""),
-        )
+        selection = _comparison(acc, query, query.get("level", ""))
         report = agreement_data.build_report(acc.project, selection)
         return Response(AgreementSerializer(_finite(report.as_dict())).data)
+
+
+class Disagreements(ApiView, APIView):
+    """The agreement page's drill-down (supervisors and admins): the clause × node decisions
+    where the compared coders differ, each layer's coding side by side, and the decision once
+    taken; by node, policy or coder pair. In policy, clause and codebook order."""
+
+    @extend_schema(parameters=[DisagreementQuerySerializer, *PAGE_PARAMETERS], responses=DisagreementPageSerializer)
+    def get(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
+        query = validated(DisagreementQuerySerializer, request.query_params)
+        selection = _comparison(acc, query, query["level"])
+        dataset = agreement_data.load_dataset(acc.project, selection)
+        data = dataset.level(query["level"])
+        column = policy_pos = pair = None
+        if "node" in query:
+            if query["node"] not in data.column_index:
+                raise serializers.ValidationError({"node": f"Node {query['node']} is not compared at this level."})
+            column = data.column_index[query["node"]]
+        if "policy" in query:
+            match = dataset.policies.index[dataset.policies["number"] == query["policy"]]
+            if not len(match):
+                raise serializers.ValidationError({"policy": f"Policy {query['policy']} is not among those compared."})
+            policy_pos = int(dataset.policies.loc[match[0], "pos"])
+        if "pair" in query:
+            keys = agreement_data.split_coders(query["pair"])
+            indexes = [i for key in keys for i, layer in enumerate(selection.layers) if layer.key == key]
+            if len(keys) != 2 or len(indexes) != 2:
+                raise serializers.ValidationError({"pair": "Name two of the compared coders, e.g. `a,b`."})
+            pair = (min(indexes), max(indexes))
+        rows = data.disagreement_units(column=column, policy_pos=policy_pos, pair=pair)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        clause_ids = dataset.clauses["clause_id"]
+        units = [(int(clause_ids.iloc[unit]), data.columns[col]) for unit, col in page]
+        views = agreement_data.describe_units(acc.project, selection, dataset.codebook, query["level"], units)
+        body = {
+            "count": paginator.page.paginator.count,
+            "resolved": int(data.resolved[rows[:, 0], rows[:, 1]].sum()) if len(rows) else 0,
+            "next": paginator.get_next_link(),
+            "previous": paginator.get_previous_link(),
+            "results": views,
+        }
+        return Response(DisagreementPageSerializer(body).data)
+
+
+class Adjudications(ApiView, APIView):
+    """Decide a disagreement (supervisors and admins): the consensus layer then holds the accepted
+    coding for the node in the clause (or nothing, or what you code anew), and the decision is
+    recorded. Deciding again replaces the decision. Answers the disagreement as it now is."""
+
+    @extend_schema(request=AdjudicationInputSerializer, responses=DisagreementSerializer)
+    def post(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
+        data = validated(AdjudicationInputSerializer, request.data, project=acc.project)
+        selection = _comparison(acc, data, data["level"])
+        users = _users(selection)
+        scope = agreement_data.SCOPES[data["level"]]
+        clause, node = data["clause"], data["node"]
+        if data["decision"] == "anew":
+            services.code_consensus_anew(
+                actor=request.user,
+                clause=clause,
+                node=node,
+                scope=scope,
+                code_node=data["code_node"],
+                start=data["start"],
+                end=data["end"],
+                memo=data["memo"],
+            )
+        else:
+            accepted = None
+            if data["decision"] == "accept":
+                accepted = users.get(data["accepted"])
+                if accepted is None:
+                    raise serializers.ValidationError({"accepted": "Accept the coding of one of the compared coders."})
+            services.adjudicate(
+                actor=request.user,
+                clause=clause,
+                node=node,
+                scope=scope,
+                decision=data["decision"],
+                coders=list(users.values()),
+                accepted=accepted,
+            )
+        codebook = agreement_data.Codebook.load(acc.project)
+        [view] = agreement_data.describe_units(acc.project, selection, codebook, data["level"], [(clause.pk, node.pk)])
+        return Response(DisagreementSerializer(view).data)
+
+
+class AdoptAgreed(ApiView, APIView):
+    """Copy the coding every compared coder agrees on into the consensus layer (supervisors and
+    admins): the first coder's passages, where the disagreement is not decided yet and the
+    consensus holds nothing at the node. Running it again adds nothing."""
+
+    @extend_schema(request=AdoptInputSerializer, responses=AdoptedSerializer)
+    def post(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
+        data = validated(AdoptInputSerializer, request.data)
+        selection = _comparison(acc, data, data["level"])
+        if selection.has_consensus:
+            raise serializers.ValidationError(
+                {"coders": "Compare coders only: it is their agreed coding that goes into the consensus."}
+            )
+        dataset = agreement_data.load_dataset(acc.project, selection)
+        level = dataset.level(data["level"])
+        clause_ids = dataset.clauses["clause_id"].to_numpy()
+        units = [(int(clause_ids[unit]), level.columns[column]) for unit, column in level.agreed_units().tolist()]
+        added = services.adopt_agreed_coding(
+            actor=request.user,
+            project=acc.project,
+            units=units,
+            scope=agreement_data.SCOPES[data["level"]],
+            coders=list(_users(selection).values()),
+        )
+        return Response(AdoptedSerializer({"agreed": len(units), "added": added}).data)
 
 
 # --- the rest ------------------------------------------------------------------------------

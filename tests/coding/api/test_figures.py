@@ -235,12 +235,13 @@ def test_coders_get_no_agreement_figures(api_as, anonymous, study, coder_a, outs
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ("coders=coder_a", "non_field_errors"),
-        ("coders=coder_a,nobody", "non_field_errors"),
-        ("coders=coder_a,outsider", "non_field_errors"),
+        ("coders=coder_a", "coders"),
+        ("coders=coder_a,nobody", "coders"),
+        ("coders=coder_a,outsider", "coders"),
         ("coders=coder_a,coder_b&level=leaf", "level"),
         ("coders=coder_a,coder_b&unit=word", "unit"),
-        ("coders=coder_a,coder_b&policies=abc", "non_field_errors"),
+        ("coders=coder_a,coder_b&policies=abc", "policies"),
+        ("coders=coder_a,coder_b&policies=5-2", "policies"),
         ("coders=coder_a,coder_b&policies=99999999999", "policies"),
     ],
 )

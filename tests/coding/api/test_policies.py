@@ -1,8 +1,17 @@
 import pytest
 
 from coding import services
-from coding.models import DoneMark, Event, Policy
+from coding.api.serializers import (
+    PolicyCreateSerializer,
+    PolicyMetadataSerializer,
+    PolicySerializer,
+    PolicyUpdateSerializer,
+)
+from coding.models import DoneMark, Event, Policy, Reference
+from coding.segmentation import segment
 from tests.conftest import POLICY_TEXTS, SAMPLE_TEXT
+
+from .conftest import code as code_clause
 
 pytestmark = pytest.mark.django_db
 
@@ -274,3 +283,241 @@ def test_done_needs_membership_and_a_policy(api_as, anonymous, policy, outsider,
     assert anonymous.post(done_url(1)).status_code == 401
     assert api_as(coder_a).post(done_url(5)).status_code == 404
     assert not DoneMark.objects.exists()
+
+
+# --- change, delete, text, segmentation (admins) -----------------------------------------------
+
+
+def text_url(number: int) -> str:
+    return f"/api/projects/study/policies/{number}/text/"
+
+
+def resegment_url(number: int) -> str:
+    return f"/api/projects/study/policies/{number}/resegment/"
+
+
+def snapshot(project) -> list[tuple]:
+    """Every policy with its text and clauses, to show a refused request changed nothing."""
+    return [
+        (p.number, p.title, p.jurisdiction, p.release_date, p.text, p.segmentation_rule, clauses)
+        for p in Policy.objects.filter(project=project).order_by("number")
+        for clauses in [list(p.clauses.order_by("start").values_list("number", "start", "end"))]
+    ]
+
+
+def test_policy_serializers_derive_their_fields_from_the_services():
+    metadata = set(services.POLICY_FIELDS)
+
+    assert PolicySerializer.Meta.fields[: len(services.POLICY_FIELDS)] == list(services.POLICY_FIELDS)
+    assert set(PolicyMetadataSerializer().fields) == metadata - {"segmentation_rule"}
+    assert set(PolicyUpdateSerializer().fields) == metadata - {"segmentation_rule"}
+    assert set(PolicyCreateSerializer().fields) == metadata - {"segmentation_rule"} | {"text", "rule"}
+
+
+def test_admin_changes_a_policys_metadata(api_as, policy, admin_user):
+    payload = {
+        "jurisdiction": "Jining",
+        "release_date": "2017-03",
+        "release_departments": ["Standing Committee"],
+        "attributes": {"tool": "supply"},
+    }
+
+    response = api_as(admin_user).patch(detail(1), payload, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["jurisdiction"], body["release_date"], body["release_departments"]) == (
+        "Jining",
+        "2017-03",
+        ["Standing Committee"],
+    )
+    assert body["title"] == "济宁市智慧城市促进条例" and len(body["clauses"]) == 4  # the rest is as it was
+    policy.refresh_from_db()
+    assert (policy.jurisdiction, policy.attributes) == ("Jining", {"tool": "supply"})
+    [event] = Event.objects.filter(action="policy.update")
+    assert event.actor == admin_user
+    assert (event.before["jurisdiction"], event.after["jurisdiction"]) == ("", "Jining")
+
+
+def test_a_new_number_moves_the_policy(api_as, policy, admin_user, coder_a, node):
+    reference = code_clause(policy, node, coder_a)
+    client = api_as(admin_user)
+
+    response = client.patch(detail(1), {"number": 23}, format="json")
+
+    assert response.status_code == 200 and response.json()["number"] == 23
+    assert client.get(detail(1)).status_code == 404
+    assert client.get(detail(23)).json()["title"] == policy.title
+    assert client.get(f"/api/projects/study/references/{reference.pk}/").json()["label"] == "23-1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({}, "non_field_errors"),
+        ({"title": ""}, "title"),
+        ({"release_date": "2021-13"}, "release_date"),
+        ({"number": 2}, "number"),  # taken
+        ({"number": 0}, "number"),
+        ({"source_url": "not a url"}, "source_url"),
+        ({"attributes": [1, 2]}, "attributes"),
+        ({"release_departments": "one;two"}, "release_departments"),
+        ({"text": "第一条　新。"}, "text"),  # has its own endpoint
+        ({"segmentation_rule": "item"}, "segmentation_rule"),
+        (["title"], "non_field_errors"),
+    ],
+)
+def test_bad_policy_changes_are_field_level_400s(api_as, catalogue, project, admin_user, payload, field):
+    before = snapshot(project)
+
+    response = api_as(admin_user).patch(detail(1), payload, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+    assert snapshot(project) == before
+    assert not Event.objects.filter(action="policy.update").exists()
+
+
+def test_admin_deletes_a_coded_policy_with_its_references(api_as, policy, admin_user, coder_a, coder_b, node):
+    code_clause(policy, node, coder_a)
+    code_clause(policy, node, coder_b)
+
+    response = api_as(admin_user).delete(detail(1))
+
+    assert response.status_code == 204
+    assert not Policy.objects.exists() and not Reference.objects.exists()
+    [event] = Event.objects.filter(action="policy.delete")
+    assert (event.actor, event.before["references"], event.before["number"]) == (admin_user, 2, 1)
+
+
+def test_admin_attaches_a_text_to_a_catalogue_entry(api_as, project, admin_user):
+    services.create_policy(actor=admin_user, project=project, title="Catalogue entry")
+    text = "第一条　总则。\r\n第二条　𠀀数据。\r\n"
+
+    response = api_as(admin_user).post(text_url(1), {"text": text}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["text"] == text.replace("\r\n", "\n")
+    assert [(c["label"], c["text"]) for c in body["clauses"]] == [
+        ("1-1", "第一条　总则。"),
+        ("1-2", "第二条　𠀀数据。"),
+    ]
+    assert body["segmentation_rule"] == "article"
+    [event] = Event.objects.filter(action="policy.set_text")
+    assert (event.actor, event.before["clauses"], event.after["clauses"]) == (admin_user, 0, 2)
+
+
+def test_admin_replaces_an_uncoded_text_under_a_rule(api_as, policy, admin_user):
+    response = api_as(admin_user).post(text_url(1), {"text": "一段。\n\n二段。\n", "rule": "paragraph"}, format="json")
+
+    assert response.status_code == 200
+    assert [c["text"] for c in response.json()["clauses"]] == ["一段。", "二段。"]
+
+
+def test_text_of_a_coded_policy_is_refused(api_as, policy, project, admin_user, coder_a, node):
+    code_clause(policy, node, coder_a)
+    before = snapshot(project)
+
+    response = api_as(admin_user).post(text_url(1), {"text": "新的文本。"}, format="json")
+
+    assert response.status_code == 400
+    assert "already has 1 reference(s)" in response.json()["non_field_errors"][0]
+    assert snapshot(project) == before
+    assert not Event.objects.filter(action="policy.set_text").exists()
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({}, "text"), ({"text": ["a"]}, "text"), ({"text": "x", "rule": "chapter"}, "rule"), ({"text": None}, "text")],
+)
+def test_bad_text_input_is_a_field_level_400(api_as, policy, project, admin_user, payload, field):
+    before = snapshot(project)
+
+    response = api_as(admin_user).post(text_url(1), payload, format="json")
+
+    assert response.status_code == 400 and list(response.json()) == [field]
+    assert snapshot(project) == before
+
+
+def test_admin_resegments_an_uncoded_policy(api_as, policy, admin_user):
+    expected = segment(SAMPLE_TEXT, "paragraph").clauses
+
+    response = api_as(admin_user).post(resegment_url(1), {"rule": "paragraph"}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["segmentation_rule"] == "paragraph"
+    assert [(c["number"], c["start"], c["end"]) for c in body["clauses"]] == [
+        (span.number, span.start, span.end) for span in expected
+    ]
+    assert body["clauses"][1]["text"] == "第一章　总则"  # the heading is a paragraph of its own
+    [event] = Event.objects.filter(action="policy.resegment")
+    assert (event.actor, event.before, event.after["clauses"]) == (admin_user, {"rule": "article", "clauses": 4}, 5)
+
+
+@pytest.mark.parametrize(("payload", "field"), [({}, "rule"), ({"rule": "chapter"}, "rule")])
+def test_bad_resegment_input_is_a_field_level_400(api_as, policy, project, admin_user, payload, field):
+    before = snapshot(project)
+
+    response = api_as(admin_user).post(resegment_url(1), payload, format="json")
+
+    assert response.status_code == 400 and list(response.json()) == [field]
+    assert snapshot(project) == before
+
+
+def test_resegmenting_is_refused_once_coded_or_without_text(api_as, policy, project, admin_user, coder_a, node):
+    code_clause(policy, node, coder_a)
+    services.create_policy(actor=admin_user, project=project, title="No text yet")
+    before = snapshot(project)
+    client = api_as(admin_user)
+
+    coded = client.post(resegment_url(1), {"rule": "paragraph"}, format="json")
+    empty = client.post(resegment_url(2), {"rule": "paragraph"}, format="json")
+
+    assert coded.status_code == empty.status_code == 400
+    assert "already has 1 reference(s)" in coded.json()["non_field_errors"][0]
+    assert empty.json() == {"non_field_errors": ["Policy 2 has no text to segment yet."]}
+    assert snapshot(project) == before
+    assert not Event.objects.filter(action="policy.resegment").exists()
+
+
+WRITES = [
+    ("patch", detail(1), {"title": "New"}),
+    ("delete", detail(1), None),
+    ("post", text_url(1), {"text": "新。"}),
+    ("post", resegment_url(1), {"rule": "paragraph"}),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "payload"), WRITES)
+@pytest.mark.parametrize("persona", ["supervisor", "coder_a"])
+def test_only_admins_change_policies(api_as, policy, project, method, url, payload, persona, request):
+    before = snapshot(project)
+
+    response = getattr(api_as(request.getfixturevalue(persona)), method)(url, payload, format="json")
+
+    assert response.status_code == 403
+    assert snapshot(project) == before
+    assert not Event.objects.filter(action__startswith="policy.").exclude(action="policy.create").exists()
+
+
+@pytest.mark.parametrize(("method", "url", "payload"), WRITES)
+def test_outsiders_and_anonymous_cannot_change_policies(
+    api_as, anonymous, policy, project, outsider, method, url, payload
+):
+    before = snapshot(project)
+
+    assert getattr(api_as(outsider), method)(url, payload, format="json").status_code == 404
+    assert getattr(anonymous, method)(url, payload, format="json").status_code == 401
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize(("method", "url", "payload"), WRITES)
+def test_changing_a_missing_policy_is_404(api_as, policy, admin_user, method, url, payload):
+    url = url.replace("/policies/1/", "/policies/9/")
+
+    response = getattr(api_as(admin_user), method)(url, payload, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Policy 9 does not exist in this project."}

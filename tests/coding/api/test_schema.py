@@ -27,8 +27,23 @@ def test_schema_is_openapi_3_with_every_endpoint(anonymous):
         "/api/projects/{slug}/nodes/{node_id}/merge/",
         "/api/projects/{slug}/references/",
         "/api/projects/{slug}/references/{reference_id}/",
+        "/api/projects/{slug}/policies/{number}/text/",
+        "/api/projects/{slug}/policies/{number}/resegment/",
+        "/api/projects/{slug}/policies/{number}/clauses/{clause_number}/",
+        "/api/projects/{slug}/policies/{number}/clauses/{clause_number}/split/",
+        "/api/projects/{slug}/policies/{number}/clauses/{clause_number}/merge/",
+        "/api/projects/{slug}/members/",
+        "/api/projects/{slug}/members/{username}/",
         "/api/projects/{slug}/distribution/",
+        "/api/projects/{slug}/trend/",
+        "/api/projects/{slug}/words/",
+        "/api/projects/{slug}/words/stopwords/",
+        "/api/projects/{slug}/search/",
+        "/api/projects/{slug}/search/code/",
         "/api/projects/{slug}/agreement/",
+        "/api/projects/{slug}/agreement/disagreements/",
+        "/api/projects/{slug}/agreement/adjudications/",
+        "/api/projects/{slug}/agreement/adopt/",
     }
     assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth"}
 
@@ -42,6 +57,25 @@ def test_schema_documents_filters_and_errors(anonymous):
     assert {"policy", "clause", "node", "coder", "layer", "page", "page_size"} <= params
     assert {"200", "400", "401", "403", "404", "409", "413"} <= set(patch["responses"])
     assert set(schema["paths"]["/api/auth/token/"]["post"]["responses"]) == {"200", "400", "413", "415", "429"}
+
+
+def test_schema_documents_refusals_and_whole_patch_bodies(anonymous):
+    schema = yaml.safe_load(anonymous.get("/api/schema/?format=json").content)
+    paths = schema["paths"]
+    merge = paths["/api/projects/{slug}/policies/{number}/clauses/{clause_number}/merge/"]["post"]
+    member = paths["/api/projects/{slug}/members/{username}/"]
+    components = schema["components"]["schemas"]
+
+    # Writes without input can still be refused by a rule (the last clause, the only admin).
+    assert "400" in merge["responses"] and "400" in member["delete"]["responses"]
+    assert {"200", "201"} <= set(paths["/api/projects/{slug}/members/"]["post"]["responses"])
+    # PATCH bodies that must be whole say so; partial ones (a policy's metadata) do not.
+    assert components["MemberRoleRequest"]["required"] == ["role"]
+    assert components["ClauseUpdateRequest"]["required"] == ["end", "start"]
+    assert components["ReferenceUpdateRequest"]["required"] == ["version"]
+    assert "required" not in components["PatchedPolicyUpdateRequest"]
+    [username] = [p for p in member["get"]["parameters"] if p["name"] == "username"]
+    assert username["schema"]["pattern"] == r"^[\w.@+-]{1,150}$"
 
 
 def test_docs_page_uses_vendored_swagger_ui_and_no_cdn(client):
