@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise, repeat
@@ -354,10 +354,13 @@ def _layer_filter(selection: Selection) -> Q:
     return condition
 
 
-def compared_policies(project: Project, selection: Selection) -> QuerySet[Policy]:
-    """The policies the comparison uses: in the filter, with text, done by every chosen
-    coder (and, with the consensus layer, holding consensus coding or an adjudication)."""
-    policies = selection.policies.apply(Policy.objects.for_project(project)).exclude(text="")
+def compared_policies(
+    project: Project, selection: Selection, within: QuerySet[Policy] | None = None
+) -> QuerySet[Policy]:
+    """The policies the comparison uses: in the filter (and in ``within``, a caller's own
+    choice of the project's policies, when given), with text, done by every chosen coder (and,
+    with the consensus layer, holding consensus coding or an adjudication)."""
+    policies = selection.policies.apply(_considered(project, within)).exclude(text="")
     policies = policies.done_by_all(layer.user_id for layer in selection.coders)
     if selection.has_consensus:
         policies = policies.filter(_consensus_exists())
@@ -370,8 +373,15 @@ def _consensus_exists() -> Q:
     )
 
 
-def _coverage(project: Project, selection: Selection, compared: int, clauses: int) -> Coverage:
-    considered = selection.policies.apply(Policy.objects.for_project(project))
+def _considered(project: Project, within: QuerySet[Policy] | None) -> QuerySet[Policy]:
+    policies = Policy.objects.for_project(project)
+    return policies if within is None else policies.filter(pk__in=within.values("pk"))
+
+
+def _coverage(
+    project: Project, selection: Selection, compared: int, clauses: int, within: QuerySet[Policy] | None = None
+) -> Coverage:
+    considered = selection.policies.apply(_considered(project, within))
     aggregates: dict[str, Any] = {
         "considered": Count("pk", distinct=True),
         "no_text": Count("pk", filter=Q(text=""), distinct=True),
@@ -404,11 +414,11 @@ def _coverage(project: Project, selection: Selection, compared: int, clauses: in
 class Dataset:
     """Everything the figures need, loaded in a fixed number of queries."""
 
-    def __init__(self, project: Project, selection: Selection):
+    def __init__(self, project: Project, selection: Selection, within: QuerySet[Policy] | None = None):
         self.project = project
         self.selection = selection
         self.codebook = Codebook.load(project)
-        included = compared_policies(project, selection)
+        included = compared_policies(project, selection, within)
         self.policies = pd.DataFrame(
             list(
                 included.annotate(length=Length("text"))
@@ -457,7 +467,7 @@ class Dataset:
             ),
             columns=["clause_id", "node_id", "scope", "decision"],
         )
-        self.coverage = _coverage(project, selection, len(self.policies), len(self.clauses))
+        self.coverage = _coverage(project, selection, len(self.policies), len(self.clauses), within)
 
     @property
     def n_layers(self) -> int:
@@ -485,9 +495,10 @@ def _int_rows(rows: Iterable[tuple[int, ...]], width: int) -> npt.NDArray[np.int
     return np.array(list(rows), dtype=np.int64).reshape(-1, width)
 
 
-def load_dataset(project: Project, selection: Selection) -> Dataset:
-    """Load the data for ``selection`` (about seven queries, whatever the number of policies)."""
-    return Dataset(project, selection)
+def load_dataset(project: Project, selection: Selection, within: QuerySet[Policy] | None = None) -> Dataset:
+    """Load the data for ``selection`` (about seven queries, whatever the number of policies),
+    only from the policies in ``within`` when given (the dashboards' filters)."""
+    return Dataset(project, selection, within)
 
 
 # --- one level: the coders x clauses x nodes array ---------------------------------------------
@@ -1243,6 +1254,35 @@ def build_report(project: Project, selection: Selection, dataset: Dataset | None
         coverage=dataset.coverage,
         levels=[level_report(dataset.level(level)) for level in selection.levels],
     )
+
+
+def group_alphas(dataset: Dataset, groups: Mapping[Hashable, Collection[int]]) -> dict[Hashable, Figure]:
+    """Krippendorff's alpha (nominal, clause unit) per group of nodes, by the rule of the
+    node table: a layer applied a group to a clause when it applied any node of the group
+    there. A root node with every node under it gives the tree level's figure, a node alone
+    the sub-node level's (for a node in its columns); other groups, such as a sub-node with
+    the deeper nodes under it, follow the same rule. Not computable figures carry the node
+    table's reasons. One pass over the references, whatever the number of groups.
+    """
+    keys = list(groups)
+    m, u, k = dataset.n_layers, dataset.n_units, len(keys)
+    pairs = pd.DataFrame(
+        [(node_id, column) for column, key in enumerate(keys) for node_id in set(groups[key])],
+        columns=["node_id", "column"],
+        dtype=np.int64,
+    )
+    hits = dataset.refs[["layer", "unit", "node_id"]].merge(pairs, on="node_id")
+    applied = np.zeros((m, u, k), dtype=bool)
+    applied[hits["layer"].to_numpy(), hits["unit"].to_numpy(), hits["column"].to_numpy()] = True
+    alphas = agreement.krippendorff_alpha_binary_many(applied) if u and k else [None] * k
+    totals = applied.sum(axis=(0, 1))
+    figures = {}
+    for column, key in enumerate(keys):
+        if not u:
+            figures[key] = Figure(None, _no_units_reason(dataset))
+        else:
+            figures[key] = _figure(alphas[column], _binary_reason(int(totals[column]), u))
+    return figures
 
 
 # --- flat tables: exports, the command --------------------------------------------------------

@@ -46,12 +46,15 @@ class Cell:
 @dataclass
 class Table:
     """A table on screen and in files. ``shares`` names the columns that hold fractions,
-    shown as percentages; ``level`` (when the frame has it) indents sub-node rows on screen."""
+    shown as percentages; ``decimals`` columns of coefficients shown to that many decimals
+    (files keep the exact value); ``level`` (when the frame has it) indents sub-node rows on
+    screen."""
 
     name: str
     frame: pd.DataFrame
     shares: frozenset[str] = field(default_factory=frozenset)
     hidden: frozenset[str] = field(default_factory=lambda: frozenset({"node_id"}))
+    decimals: dict[str, int] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -59,7 +62,11 @@ class Table:
 
     @property
     def headers(self) -> list[Cell]:
-        numeric = {c for c in self.columns if c in self.shares or pd.api.types.is_numeric_dtype(self.frame[c])}
+        numeric = {
+            c
+            for c in self.columns
+            if c in self.shares or c in self.decimals or pd.api.types.is_numeric_dtype(self.frame[c])
+        }
         return [Cell(c, numeric=c in numeric) for c in self.columns]
 
     @property
@@ -75,6 +82,9 @@ class Table:
     def _cell(self, column: str, value: Any) -> Cell:
         if column in self.shares:
             return Cell(percent(value), numeric=True)
+        if column in self.decimals:
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            return Cell("—" if missing else f"{value:.{self.decimals[column]}f}", numeric=True)
         if isinstance(value, bool) or value is None:
             return Cell("" if value is None else str(value))
         if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
@@ -131,12 +141,20 @@ def to_xlsx(tables: Sequence[Table]) -> bytes:
         sheet = book.create_sheet(title=_sheet_title(table.name))
         frame = table.export_frame
         sheet.append([_text_cell(sheet, str(c), bold=True) for c in frame.columns])
-        formats = [PERCENT_FORMAT if c in table.shares else None for c in frame.columns]
+        formats = [
+            PERCENT_FORMAT if c in table.shares else _decimals_format(table.decimals.get(c)) for c in frame.columns
+        ]
         for record in frame.itertuples(index=False):
             sheet.append([_text_cell(sheet, v, number_format=f) for v, f in zip(record, formats, strict=True)])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _decimals_format(decimals: int | None) -> str | None:
+    if decimals is None:
+        return None
+    return "0." + "0" * decimals if decimals else "0"
 
 
 def _sheet_title(name: str) -> str:

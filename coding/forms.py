@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from coding import stats
+from coding.dashboard_query import MAX_QUERY_LENGTH, PolicyFilter, check_attribute, compile_query
 from coding.models import Clause, Node, Policy, Role
 from coding.offsets import utf16_to_codepoint
 
@@ -375,9 +375,9 @@ class DashboardFilterForm(forms.Form):
             raise ValidationError(f"The release years run from {low} to {high}: the first must not be after the last.")
         return data
 
-    def policy_filter(self) -> stats.PolicyFilter:
+    def policy_filter(self) -> PolicyFilter:
         data = self.cleaned_data
-        return stats.PolicyFilter(
+        return PolicyFilter(
             jurisdictions=tuple(data["jurisdiction"]),
             year_from=data["year_from"],
             year_to=data["year_to"],
@@ -400,7 +400,7 @@ class CrosstabForm(forms.Form):
     )
 
     def clean_by(self) -> str:
-        return stats.check_attribute(self.cleaned_data["by"] or "jurisdiction")
+        return check_attribute(self.cleaned_data["by"] or "jurisdiction")
 
     def clean_measure(self) -> str:
         return self.cleaned_data["measure"] or "references"
@@ -435,7 +435,7 @@ class StopwordsForm(forms.Form):
 
 
 class SearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=stats.MAX_QUERY_LENGTH, label="Search", strip=False)
+    q = forms.CharField(required=False, max_length=MAX_QUERY_LENGTH, label="Search", strip=False)
     mode = forms.ChoiceField(
         required=False,
         choices=[("phrase", "Phrase"), ("word", "Word"), ("regex", "Regular expression")],
@@ -448,7 +448,7 @@ class SearchForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("q", "").strip() and "mode" in data:
-            stats.compile_query(data["q"], data["mode"])
+            compile_query(data["q"], data["mode"])
         return data
 
 

@@ -18,13 +18,21 @@ Vocabulary:
 
 Who may read which layer is decided by ``resolve_layers`` from ``ProjectAccess``: with blind
 coding a coder reads only their own layer.
+
+Beside the side-by-side distribution, ``node_agreement`` gives each row's Krippendorff's alpha
+across the chosen layers through ``agreement_data`` (the agreement page's rules). The
+dashboards' parameters (``PolicyFilter``, attributes, search patterns) are defined in
+``coding/dashboard_query.py`` and offered here too.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,7 +45,14 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Substr
 
+from coding import agreement_data
 from coding.access import ProjectAccess
+from coding.dashboard_query import ALL_POLICIES, PolicyFilter, compile_query
+from coding.dashboard_query import ATTRIBUTES as ATTRIBUTES
+from coding.dashboard_query import MAX_QUERY_LENGTH as MAX_QUERY_LENGTH
+from coding.dashboard_query import SEARCH_MODES as SEARCH_MODES
+from coding.dashboard_query import attribute_label as attribute_label
+from coding.dashboard_query import check_attribute as check_attribute
 from coding.models import ALL_CODERS_LAYER, CONSENSUS_LAYER, Clause, Membership, Node, Policy, Project, Role
 
 NONE_VALUE = "(none)"
@@ -45,13 +60,6 @@ ALL_CODERS = "coders"
 CONSENSUS = "consensus"
 PERCENT_MODES = ("count", "row", "column", "total")
 MEASURES = ("references", "policies")
-# Built-in policy attributes a crosstab can run across; custom ones are "attr:<key>".
-ATTRIBUTES = {
-    "jurisdiction": "Jurisdiction",
-    "year": "Release year",
-    "potency_level": "Potency level",
-    "department": "Release department",
-}
 
 
 # --- codebook ------------------------------------------------------------------------------
@@ -187,24 +195,6 @@ def _selection(chosen: list[Layer], side_by_side: bool) -> LayerSelection:
 # --- policy filters ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PolicyFilter:
-    """Which policies a dashboard counts. Values within one field are alternatives (OR);
-    fields combine with AND. Empty fields do not filter."""
-
-    jurisdictions: tuple[str, ...] = ()
-    year_from: int | None = None
-    year_to: int | None = None
-    potency_levels: tuple[str, ...] = ()
-    departments: tuple[str, ...] = ()
-    attributes: tuple[tuple[str, str], ...] = ()  # (key, value) pairs
-    numbers: tuple[int, ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return self == PolicyFilter()
-
-
 def _json_array_any(column: str, values: Sequence[str]) -> RawSQL:
     """True when the JSON array in ``column`` holds one of ``values``: no portable ORM lookup exists."""
     marks = ", ".join(["%s"] * len(values))
@@ -215,7 +205,7 @@ def _json_array_any(column: str, values: Sequence[str]) -> RawSQL:
     return RawSQL(sql, list(values))  # noqa: S611 -- values are parameters; column is ours
 
 
-def policies(project: Project, filters: PolicyFilter = PolicyFilter()) -> QuerySet[Policy]:
+def policies(project: Project, filters: PolicyFilter = ALL_POLICIES) -> QuerySet[Policy]:
     """The project's policies that pass ``filters``."""
     qs = Policy.objects.filter(project=project)
     if filters.jurisdictions:
@@ -284,20 +274,6 @@ def filter_choices(project: Project) -> FilterChoices:
 # --- the counting query ----------------------------------------------------------------------
 
 
-def attribute_label(by: str) -> str:
-    if by.startswith("attr:"):
-        return by[len("attr:") :]
-    return ATTRIBUTES[by]
-
-
-def check_attribute(by: str) -> str:
-    if by in ATTRIBUTES or (by.startswith("attr:") and len(by) > len("attr:")):
-        return by
-    raise ValidationError(
-        f"{by!r} is not a policy attribute; use one of {', '.join(ATTRIBUTES)} or attr:<key> for a custom one."
-    )
-
-
 def _policy_values_sql(project: Project, filters: PolicyFilter, by: str | None) -> tuple[str, list]:
     """SQL selecting (id, value) of the filtered policies, each pair once; a policy with
     several departments gives one row per department, one without any a NULL value."""
@@ -352,7 +328,7 @@ def _fetch_without_jit(sql: str, params: list) -> list[tuple]:
 def tally_counts(
     project: Project,
     selection: LayerSelection,
-    filters: PolicyFilter = PolicyFilter(),
+    filters: PolicyFilter = ALL_POLICIES,
     *,
     by: str | None = None,
     nodes: Sequence[CodebookNode] | None = None,
@@ -376,6 +352,8 @@ def tally_counts(
     policy_sql, policy_params = _policy_values_sql(project, filters, None)
     policy_clause = f" AND t.policy_id IN ({policy_sql})" if not filters.is_empty else ""
     policy_params = policy_params if not filters.is_empty else []
+    if by is None:
+        return _node_counts(selection, nodes, policy_clause, policy_params, columns)
     # Nodes alone in their bucket (a tree node itself, a sub-node without descendants) and
     # nodes sharing one (a sub-node and the deeper nodes rolled up into it).
     bucket_size = Counter((n.tree_id, n.sub_id) for n in nodes)
@@ -456,6 +434,127 @@ def tally_counts(
     for column in ("level", "tree_id", "sub_id", "references", "policies"):
         frame[column] = frame[column].astype("int64")
     frame["layer"] = [names[number] for number in frame["layer"]]
+    return frame
+
+
+# Bits used in each BIGINT word of the row masks below (the sign bit stays clear).
+_WORD_BITS = 62
+
+
+def _node_counts(
+    selection: LayerSelection, nodes: Sequence[CodebookNode], policy_clause: str, policy_params: list, columns: list
+) -> pd.DataFrame:
+    """``tally_counts`` without ``by``: two aggregates over the same tally rows in ONE query.
+
+    Distinct policies per tree node (and per sub-node sharing its row with deeper nodes) would
+    need the tally rows grouped by (layer, tree node, policy): with several layers side by
+    side that was a few hundred thousand rows hashed twice and spilled to disk, most of the
+    time the page took. Instead each tally row is read once into two small groupings:
+
+    * per (layer, node): references, and policies (a tally row is one policy at one node, so
+      COUNT(*) counts them); enough for every row of the table a single node makes;
+    * per (layer, policy): references, and a bit mask of the table rows the policy is coded
+      in (tree nodes; sub-nodes that share their row with deeper nodes), OR-ed over its
+      tally rows. Counting policies per bit gives the distinct policies of those rows, and
+      the rows per layer the total.
+    """
+    if selection.side_by_side:
+        outputs = [(layer.key, tuple(dict.fromkeys(layer.ids))) for layer in selection.layers]
+    else:
+        outputs = [("sum", tuple(dict.fromkeys(i for layer in selection.layers for i in layer.ids)))]
+    all_ids = [i for _, ids in outputs for i in ids]
+    node_marks = ", ".join(["%s"] * len(nodes))
+    where = f"t.layer IN ({', '.join(['%s'] * len(all_ids))}) AND t.node_id IN ({node_marks}){policy_clause}"
+    where_params = [*all_ids, *(n.id for n in nodes), *policy_params]
+    if all(len(ids) == 1 for _, ids in outputs) and len(set(all_ids)) == len(all_ids):
+        # Each output layer is one tally layer: its rows are already one per node and policy.
+        source = (
+            "SELECT t.layer, t.node_id, t.policy_id, t.reference_count AS refs "
+            f"FROM coding_referencetally t WHERE {where}"
+        )
+        source_params = where_params
+        names = {ids[0]: name for name, ids in outputs}
+    else:
+        # Layers summed (or overlapping): one row per (output layer, node, policy) first.
+        layer_map = ", ".join(["(%s, %s)"] * len(all_ids))
+        source = (
+            f"SELECT l.column2 AS layer, t.node_id, t.policy_id, SUM(t.reference_count) AS refs "
+            f"FROM coding_referencetally t JOIN (VALUES {layer_map}) AS l ON l.column1 = t.layer "
+            f"WHERE {where} GROUP BY l.column2, t.node_id, t.policy_id"
+        )
+        source_params = [p for number, (_, ids) in enumerate(outputs) for i in ids for p in (i, number)]
+        source_params += where_params
+        names = {number: name for number, (name, _) in enumerate(outputs)}
+
+    trees = [n for n in nodes if n.level == 1]
+    tree_bit = {n.id: i for i, n in enumerate(trees)}
+    bucket_size = Counter((n.tree_id, n.sub_id) for n in nodes)
+    shared = list(dict.fromkeys((n.tree_id, n.sub_id) for n in nodes if bucket_size[(n.tree_id, n.sub_id)] > 1))
+    shared_bit = {bucket: i for i, bucket in enumerate(shared)}
+    # Mask words: tree nodes' bits first, then the shared sub-node rows', each in its own words
+    # so that within one word a node sets at most one bit (SQLite ORs them by SUM(DISTINCT ...)).
+    tree_words = -(-len(trees) // _WORD_BITS)
+    words = tree_words + -(-len(shared) // _WORD_BITS)
+    bits: list[tuple[int, int]] = [(i // _WORD_BITS, i % _WORD_BITS) for i in range(len(trees))]
+    bits += [(tree_words + i // _WORD_BITS, i % _WORD_BITS) for i in range(len(shared))]
+
+    def node_words(node: CodebookNode) -> list[int]:
+        values = [0] * words
+        word, bit = bits[tree_bit[node.tree_id]]
+        values[word] |= 1 << bit
+        if (node.tree_id, node.sub_id) in shared_bit:
+            word, bit = bits[len(trees) + shared_bit[(node.tree_id, node.sub_id)]]
+            values[word] |= 1 << bit
+        return values
+
+    mapping = ", ".join([f"({', '.join(['%s'] * (words + 1))})"] * len(nodes))
+    mapping_params = [p for n in nodes for p in (n.id, *node_words(n))]
+    # SQLite has no BIT_OR; within one word the nodes' values are distinct powers of two, or
+    # equal for the same row, so the sum of the distinct values is their OR.
+    bit_or = "BIT_OR({})" if connection.vendor == "postgresql" else "SUM(DISTINCT {})"
+    masks = ", ".join(bit_or.format(f"CAST(m.column{w + 2} AS BIGINT)") + f" AS w{w}" for w in range(words))
+    counts = ", ".join(f"COUNT(CASE WHEN (p.w{word} & {1 << bit}) <> 0 THEN 1 END)" for word, bit in bits)
+    padding = ", ".join(["NULL"] * len(bits))
+    sql = (
+        f"SELECT p.layer, 0, 0, SUM(p.refs), COUNT(*){', ' + counts if counts else ''} FROM ("
+        f"SELECT s.layer, s.policy_id, SUM(s.refs) AS refs, {masks} FROM ({source}) AS s "
+        f"JOIN (VALUES {mapping}) AS m ON m.column1 = s.node_id GROUP BY s.layer, s.policy_id"
+        ") AS p GROUP BY p.layer "
+        f"UNION ALL SELECT s.layer, 1, s.node_id, SUM(s.refs), COUNT(*){', ' + padding if padding else ''} "
+        f"FROM ({source}) AS s GROUP BY s.layer, s.node_id"
+    )
+    rows = _fetch_without_jit(sql, [*source_params, *mapping_params, *source_params])
+
+    by_node: dict[tuple[str, int], tuple[int, int]] = {}
+    per_layer: dict[str, tuple[int, int, list[int]]] = {}
+    for layer, kind, key, refs, count, *bit_counts in rows:
+        if kind == 0:
+            per_layer[names[layer]] = (int(refs), int(count), [int(c) for c in bit_counts])
+        else:
+            by_node[(names[layer], int(key))] = (int(refs), int(count))
+    records = []
+    for name, (refs, count, bit_counts) in per_layer.items():
+        records.append((name, 0, 0, 0, refs, count))
+        refs_in: Counter[tuple[int, int | None]] = Counter()
+        for n in nodes:
+            refs_in[(n.tree_id, None)] += by_node.get((name, n.id), (0, 0))[0]
+            refs_in[(n.tree_id, n.sub_id)] += by_node.get((name, n.id), (0, 0))[0] if n.level > 1 else 0
+        for tree in trees:
+            if refs_in[(tree.id, None)]:
+                records.append((name, 1, tree.id, 0, refs_in[(tree.id, None)], bit_counts[tree_bit[tree.id]]))
+        for n in nodes:
+            bucket = (n.tree_id, n.sub_id)
+            if bucket in shared_bit:
+                if n.id == n.sub_id and refs_in[bucket]:
+                    records.append(
+                        (name, 2, n.tree_id, n.sub_id, refs_in[bucket], bit_counts[len(trees) + shared_bit[bucket]])
+                    )
+            elif (name, n.id) in by_node:
+                # A node alone in its row: a tree node itself (sub_id 0) or a sub-node without deeper nodes.
+                records.append((name, 2, n.tree_id, n.sub_id or 0, *by_node[(name, n.id)]))
+    frame = pd.DataFrame(records, columns=columns)
+    for column in ("level", "tree_id", "sub_id", "references", "policies"):
+        frame[column] = frame[column].astype("int64")
     return frame
 
 
@@ -568,6 +667,74 @@ def table3(dist: pd.DataFrame, layer: str = "sum") -> list[Table3Column]:
         else:
             columns[-1].subs.append((row.node, row.references, row.share, row.policies))
     return columns
+
+
+# --- agreement beside the distribution --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeAgreement:
+    """Krippendorff's alpha of the compared layers for each row of the distribution table,
+    with the agreement page's rules: clause unit, only the policies every compared coder marked
+    done (and, with the consensus layer, that hold consensus coding or a decision)."""
+
+    layers: tuple[Layer, ...]
+    coverage: agreement_data.Coverage
+    figures: dict[tuple[int, int], agreement_data.Figure]  # by (level, node_id) of ``distribution`` rows
+
+    def figure(self, level: int, node_id: int) -> agreement_data.Figure:
+        return self.figures.get((level, node_id), agreement_data.Figure(None, "not part of the codebook any more"))
+
+
+def agreement_layers(selection: LayerSelection) -> list[Layer]:
+    """The layers of ``selection`` that agreement compares: each coder's and the consensus,
+    not "All coders" (a sum of coders, no coder of its own)."""
+    return [layer for layer in selection.layers if layer.key != ALL_CODERS]
+
+
+def node_agreement(
+    project: Project,
+    selection: LayerSelection,
+    filters: PolicyFilter = ALL_POLICIES,
+    *,
+    nodes: Sequence[CodebookNode] | None = None,
+) -> NodeAgreement:
+    """Krippendorff's alpha (nominal, clause unit) per distribution row, across the layers of
+    ``selection`` (``agreement_layers``), computed by ``agreement_data`` from the policies that
+    pass ``filters``. A tree node's row is the agreement page's tree-level figure for it (every
+    node under it rolled up), a sub-node's without deeper nodes and a tree node's "itself" row
+    are its sub-node-level figures; a sub-node's row that counts deeper nodes too gets the
+    figure of those nodes rolled up into it, as its counts are.
+
+    Who may see it is the caller's decision (the agreement page's: reviewers). About seven
+    queries, whatever the number of policies or nodes; it reads every reference of the
+    compared layers, so it costs seconds on a project of a million references. Raises
+    ValidationError when fewer than two layers are compared.
+    """
+    layers = agreement_layers(selection)
+    if len(layers) < 2:
+        raise ValidationError(
+            "Agreement compares two or more layers: choose two coders, or a coder and the consensus "
+            "('All coders' is their sum, not a coder)."
+        )
+    nodes = list(nodes) if nodes is not None else codebook(project)
+    compared = agreement_data.Selection(
+        layers=tuple(
+            agreement_data.Layer(layer.label, None if layer.is_consensus else layer.ids[0]) for layer in layers
+        ),
+        level="both",
+        unit="clause",
+    )
+    within = None if filters.is_empty else policies(project, filters)
+    dataset = agreement_data.load_dataset(project, compared, within=within)
+    subtree: dict[tuple[int, int], list[int]] = {}
+    for node in nodes:
+        subtree.setdefault((1, node.tree_id), []).append(node.id)
+        if node.sub_id is not None:
+            subtree.setdefault((2, node.sub_id), []).append(node.id)
+        else:
+            subtree[(2, node.id)] = [node.id]  # the tree node itself
+    return NodeAgreement(tuple(layers), dataset.coverage, agreement_data.group_alphas(dataset, subtree))
 
 
 # --- crosstab and trend ----------------------------------------------------------------------
@@ -718,15 +885,13 @@ def word_frequency(
     return frame.astype({"rank": "int64", "count": "int64", "share": "float64", "policies": "int64"})
 
 
-def policy_texts(project: Project, filters: PolicyFilter = PolicyFilter()) -> list[str]:
+def policy_texts(project: Project, filters: PolicyFilter = ALL_POLICIES) -> list[str]:
     """The texts of the filtered policies, in policy order, from one query."""
     return list(policies(project, filters).exclude(text="").order_by("number").values_list("text", flat=True))
 
 
 # --- text search -----------------------------------------------------------------------------
 
-SEARCH_MODES = ("word", "phrase", "regex")
-MAX_QUERY_LENGTH = 200
 MAX_HITS = 5000
 
 
@@ -759,44 +924,97 @@ class SearchResult:
     truncated: bool  # more than MAX_HITS matched: ``hits`` holds the first MAX_HITS
 
 
-def compile_query(query: str, mode: str) -> re.Pattern[str]:
-    """The pattern a search runs: a word or a phrase (case-insensitive, any white space
-    between words, whole words where they start or end with a Latin letter or digit), or a
-    regular expression. Raises ValidationError naming what is wrong."""
-    query = query.strip()
-    if mode not in SEARCH_MODES:
-        raise ValidationError(f"{mode!r} is not a search mode; use one of {', '.join(SEARCH_MODES)}.")
-    if not query:
-        raise ValidationError("Enter a word, a phrase or a regular expression to search for.")
-    if len(query) > MAX_QUERY_LENGTH:
-        raise ValidationError(f"The search is {len(query)} characters long; at most {MAX_QUERY_LENGTH} are allowed.")
-    if mode == "regex":
-        try:
-            pattern = re.compile(query, re.IGNORECASE)
-        except re.error as exc:
-            raise ValidationError(f"{query!r} is not a valid regular expression: {exc}.") from None
-        if pattern.fullmatch(""):
-            raise ValidationError(f"The regular expression {query!r} matches empty text; make it match something.")
-        return pattern
-    words = query.split()
-    if mode == "word" and len(words) > 1:
-        raise ValidationError("A word search takes one word; use a phrase search for several.")
-    body = r"\s+".join(re.escape(w) for w in words)
-    head = r"(?<![A-Za-z0-9])" if re.match(r"[A-Za-z0-9]", words[0]) else ""
-    tail = r"(?![A-Za-z0-9])" if re.search(r"[A-Za-z0-9]$", words[-1]) else ""
-    return re.compile(head + body + tail, re.IGNORECASE)
+# How long a regular expression may search (seconds). Python's ``re`` backtracks: a pattern
+# like ``(a+)+$`` takes exponential time on some texts and cannot be interrupted in the
+# process, so regular expressions run in a child process that is killed after this long.
+REGEX_SECONDS = 2.0
+# The child: the same loop as ``_find`` below, in a bare interpreter (no Django, no site
+# packages), its memory capped. Reads {"pattern", "flags", "texts", "limit"} as JSON on
+# stdin, writes {"spans": [[[start, end], ...] per text searched], "total": n}.
+_REGEX_CHILD = """
+import json, re, sys
+try:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+except (ImportError, ValueError, OSError):
+    pass
+job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+pattern = re.compile(job["pattern"], job["flags"])
+spans, total = [], 0
+for text in job["texts"]:
+    found = []
+    for match in pattern.finditer(text):
+        if match.end() > match.start():
+            total += 1
+            if total <= job["limit"]:
+                found.append(match.span())
+    spans.append(found)
+    if total > job["limit"]:
+        break
+sys.stdout.write(json.dumps({"spans": spans, "total": total}))
+"""
+
+
+def _find(pattern: re.Pattern[str], texts: Sequence[str], limit: int) -> tuple[list[list[tuple[int, int]]], int]:
+    """Non-empty matches per text, in order, the first ``limit`` of them kept; the texts after
+    the one where the total passes ``limit`` are not searched. Returns (spans per text
+    searched, total matches in them)."""
+    spans: list[list[tuple[int, int]]] = []
+    total = 0
+    for text in texts:
+        found = []
+        for match in pattern.finditer(text):
+            if match.end() > match.start():
+                total += 1
+                if total <= limit:
+                    found.append(match.span())
+        spans.append(found)
+        if total > limit:
+            break
+    return spans, total
+
+
+def _find_in_child(
+    pattern: re.Pattern[str], texts: Sequence[str], limit: int, seconds: float
+) -> tuple[list[list[tuple[int, int]]], int]:
+    """``_find`` in a child process killed after ``seconds``: a ValidationError then says so."""
+    job = {"pattern": pattern.pattern, "flags": pattern.flags, "texts": list(texts), "limit": limit}
+    try:
+        done = subprocess.run(  # noqa: S603 -- our program; the pattern and texts go in as data
+            [sys.executable, "-I", "-S", "-c", _REGEX_CHILD],
+            input=json.dumps(job, ensure_ascii=False).encode("utf-8"),
+            capture_output=True,
+            timeout=seconds,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ValidationError(
+            f"The regular expression {pattern.pattern!r} was stopped after {seconds:g} seconds: on these texts it "
+            "takes too long (nested repeats such as (a+)+ can backtrack for ever). Simplify it, or search fewer "
+            "policies."
+        ) from None
+    if done.returncode != 0:
+        reason = "it ran out of memory" if b"MemoryError" in done.stderr else "it failed"
+        raise ValidationError(f"The regular expression {pattern.pattern!r} could not be searched: {reason}.")
+    result = json.loads(done.stdout)
+    return [[(start, end) for start, end in found] for found in result["spans"]], result["total"]
 
 
 def search(
     project: Project,
     query: str,
     mode: str = "phrase",
-    filters: PolicyFilter = PolicyFilter(),
+    filters: PolicyFilter = ALL_POLICIES,
     *,
     context: int = 30,
+    seconds: float | None = None,
 ) -> SearchResult:
     """Every hit of ``query`` in the filtered policies' texts, as keyword-in-context lines with
     their ``N-M`` labels, in policy and text order. Two queries (texts, then their clauses).
+
+    A regular expression searches for at most ``seconds`` (default ``REGEX_SECONDS``) in a
+    child process; past that, or on a pattern that does not compile, a ValidationError says
+    what is wrong. Words and phrases are plain text and search in the process.
     """
     pattern = compile_query(query, mode)
     candidates = policies(project, filters).exclude(text="").order_by("number")
@@ -804,28 +1022,29 @@ def search(
         # Let the database skip texts without the phrase's longest word.
         candidates = candidates.filter(text__icontains=max(query.split(), key=len))
     texts = list(candidates.values_list("id", "number", "title", "text"))
+    bodies = [text for _, _, _, text in texts]
+    if mode == "regex":
+        spans, total = _find_in_child(pattern, bodies, MAX_HITS, REGEX_SECONDS if seconds is None else seconds)
+    else:
+        spans, total = _find(pattern, bodies, MAX_HITS)
     hits: list[Hit] = []
-    total = 0
-    found: list[tuple[int, int, str, str, int, int]] = []
-    for pk, number, title, text in texts:
-        for match in pattern.finditer(text):
-            if match.end() == match.start():
-                continue
-            total += 1
-            if total <= MAX_HITS:
-                found.append((pk, number, title, text, match.start(), match.end()))
-        if total > MAX_HITS:
-            break
+    found = [
+        (pk, number, title, text, start, end)
+        # spans stop at the text where the hits ran over MAX_HITS: zip stops there too.
+        for (pk, number, title, text), matches in zip(texts, spans, strict=False)
+        for start, end in matches
+    ]
     clauses: dict[int, list[tuple[int, int, int]]] = {}
     if found:
         policy_ids = {row[0] for row in found}
         rows = Clause.objects.filter(policy_id__in=policy_ids).order_by("policy_id", "start")
         for policy_id, number, start, end in rows.values_list("policy_id", "number", "start", "end"):
             clauses.setdefault(policy_id, []).append((start, end, number))
+    starts = {pk: [s for s, _, _ in spans] for pk, spans in clauses.items()}
     for pk, number, title, text, start, end in found:
-        spans = clauses.get(pk, [])
-        i = bisect.bisect_right([s for s, _, _ in spans], start) - 1
-        clause = spans[i][2] if i >= 0 and spans[i][0] <= start < spans[i][1] else None
+        in_policy = clauses.get(pk, [])
+        i = bisect.bisect_right(starts.get(pk, []), start) - 1
+        clause = in_policy[i][2] if i >= 0 and in_policy[i][0] <= start < in_policy[i][1] else None
         hits.append(
             Hit(
                 number=number,
@@ -873,7 +1092,7 @@ def layers_by_name(project: Project, names: Sequence[str]) -> LayerSelection:
 
 
 def distribution_rows(
-    project: Project, selection: LayerSelection, filters: PolicyFilter = PolicyFilter(), *, by: str | None = None
+    project: Project, selection: LayerSelection, filters: PolicyFilter = ALL_POLICIES, *, by: str | None = None
 ) -> pd.DataFrame:
     """The distribution as flat rows (``manage.py distribution``): columns ``value`` (only with
     ``by``: the attribute's value, rows grouped by it in column order), ``level``, ``node`` (the

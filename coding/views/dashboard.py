@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from coding import access, exports, services, stats
+from coding import access, agreement_data, exports, services, stats
 from coding.access import ProjectAccess
 from coding.forms import (
     CodeHitsForm,
@@ -121,9 +121,15 @@ def _layer_labels(selection: stats.LayerSelection) -> list[tuple[str, str]]:
 # --- distribution ----------------------------------------------------------------------------
 
 
-def distribution_table(dist: pd.DataFrame, layers: Sequence[tuple[str, str]]) -> exports.Table:
+ALPHA = "Krippendorff's α"
+
+
+def distribution_table(
+    dist: pd.DataFrame, layers: Sequence[tuple[str, str]], agreement: stats.NodeAgreement | None = None
+) -> exports.Table:
     """The distribution as shown: one row per node, per layer its references, share and
-    policies coded (several layers side by side get a column group each)."""
+    policies coded (several layers side by side get a column group each), and with
+    ``agreement`` the node's α across the layers compared (empty where not computable)."""
     first = dist[dist["layer"] == layers[0][0]].reset_index(drop=True)
     frame = pd.DataFrame({"level": first["level"], "node_id": first["node_id"], "Node": first["path"]})
     shares = set()
@@ -134,7 +140,31 @@ def distribution_table(dist: pd.DataFrame, layers: Sequence[tuple[str, str]]) ->
         frame[f"{prefix}Share"] = part["share"]
         frame[f"{prefix}Policies coded"] = part["policies"]
         shares.add(f"{prefix}Share")
-    return exports.Table("distribution", frame, frozenset(shares), hidden=frozenset({"level", "node_id"}))
+    decimals = {}
+    if agreement is not None:
+        frame[ALPHA] = pd.Series([f.value for f in _row_figures(frame, agreement)], dtype="float64")
+        decimals[ALPHA] = 3
+    return exports.Table(
+        "distribution", frame, frozenset(shares), hidden=frozenset({"level", "node_id"}), decimals=decimals
+    )
+
+
+def _node_agreement(
+    acc: ProjectAccess, board: Dashboard, nodes: Sequence[stats.CodebookNode]
+) -> tuple[stats.NodeAgreement | None, str]:
+    """The α column when asked for, or why there is none. Like the agreement page, only for
+    reviewers: under blind coding it would tell a coder how others coded."""
+    if not acc.can_review:
+        return None, "Agreement per node is for supervisors and admins, as on the agreement page."
+    if not board.selection.side_by_side:
+        return None, (
+            "Agreement per node compares layers side by side: choose two or more coders "
+            "(or a coder and the consensus), side by side."
+        )
+    try:
+        return stats.node_agreement(acc.project, board.selection, board.filters, nodes=nodes), ""
+    except ValidationError as exc:
+        return None, " ".join(exc.messages)
 
 
 def _distribution_chart(
@@ -182,8 +212,11 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     counts = stats.tally_counts(acc.project, board.selection, board.filters, nodes=nodes)
     layers = _layer_labels(board.selection)
     dist = stats.distribution(counts, nodes, [key for key, _ in layers])
-    table = distribution_table(dist, layers)
     fmt = _export_format(request)
+    # Alpha reads every reference of the compared layers (seconds at a million): on request only.
+    alpha_asked = request.GET.get("alpha") == "1" and view != "table3" and fmt != "table3"
+    agreement, alpha_note = _node_agreement(acc, board, nodes) if alpha_asked else (None, "")
+    table = distribution_table(dist, layers, agreement)
     if fmt == "table3":
         title = f"{acc.project.name}: distribution of references ({board.selection.label})"
         content = exports.table3_xlsx(stats.table3(dist, layers[0][0]), title=title)
@@ -197,8 +230,23 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         table3=_table3_display(stats.table3(dist, layers[0][0])) if view == "table3" and len(layers) == 1 else None,
         chart=_distribution_chart(dist, layers, nodes),
         has_nodes=bool(nodes),
+        agreement=agreement,
+        alpha_note=alpha_note,
+        alpha_reasons=_alpha_reasons(table, agreement),
     )
     return _render(request, "coding/dashboard.html", context)
+
+
+def _alpha_reasons(table: exports.Table, agreement: stats.NodeAgreement | None) -> list[tuple[str, str]]:
+    """(node path, reason) for each row whose α is not computable."""
+    if agreement is None:
+        return []
+    figures = _row_figures(table.frame, agreement)
+    return [(path, f.reason) for path, f in zip(table.frame["Node"], figures, strict=True) if f.value is None]
+
+
+def _row_figures(frame: pd.DataFrame, agreement: stats.NodeAgreement) -> list[agreement_data.Figure]:
+    return [agreement.figure(level, node_id) for level, node_id in zip(frame["level"], frame["node_id"], strict=True)]
 
 
 # --- crosstab and trend ------------------------------------------------------------------------
@@ -388,7 +436,11 @@ def hits_table(hits: Sequence[stats.Hit]) -> exports.Table:
 def _search(board: Dashboard, form: SearchForm) -> stats.SearchResult | None:
     if not board.ok or not form.is_valid() or not form.cleaned_data["q"].strip():
         return None
-    return stats.search(board.acc.project, form.cleaned_data["q"], form.cleaned_data["mode"], board.filters)
+    try:
+        return stats.search(board.acc.project, form.cleaned_data["q"], form.cleaned_data["mode"], board.filters)
+    except ValidationError as exc:  # a regular expression that ran out of time
+        board.errors += exc.messages
+        return None
 
 
 @login_required
@@ -428,7 +480,11 @@ def search_code(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, "The search to code from is not valid any more; search again.")
         return redirect(target)
     # Run the search again: only real hits of it can be coded, whatever the request says.
-    result = stats.search(acc.project, search_form.cleaned_data["q"], search_form.cleaned_data["mode"], filters)
+    try:
+        result = stats.search(acc.project, search_form.cleaned_data["q"], search_form.cleaned_data["mode"], filters)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(target)
     form = CodeHitsForm(request.POST, project=acc.project, hits=result.hits)
     if not form.is_valid():
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))

@@ -72,6 +72,13 @@ def test_dashboard_pages_draw_their_charts_without_console_errors(page, study):
     page.wait_for_selector("table.table3")
     assert page.locator("table.table3 th").first.inner_text().startswith("Supply-based")
 
+    # Alpha per node is asked for with a tick; summed layers say what it needs instead.
+    page.get_by_label("nodes as rows").check()
+    page.wait_for_selector("table.dashboard-table")
+    page.get_by_label("Krippendorff's α per node").check()
+    page.wait_for_url("**alpha=1**")
+    assert "compares layers side by side" in page.get_by_role("status").inner_text()
+
     for tab, canvas in [("Crosstab", "chart-crosstab"), ("Trend", "chart-trend")]:
         page.get_by_role("link", name=tab, exact=True).click()
         page.wait_for_function(f"() => window.Chart && window.Chart.getChart(document.getElementById('{canvas}'))")

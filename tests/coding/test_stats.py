@@ -7,7 +7,7 @@ from django.db import connection
 
 from coding import access, services, stats
 from coding import tally as tally_module
-from coding.models import ALL_CODERS_LAYER, CONSENSUS_LAYER, Node, Policy, Reference, ReferenceTally, Role
+from coding.models import ALL_CODERS_LAYER, CONSENSUS_LAYER, Clause, Node, Policy, Reference, ReferenceTally, Role
 from tests.coding import table3
 from tests.factories import UserFactory
 
@@ -508,6 +508,69 @@ def test_nodes_deeper_than_two_levels_roll_up(project, admin_user, coder_a, poli
         ["Supply-based > Talent", 3, 0.75, 1],
         ["Supply-based > (at Supply-based itself)", 1, 0.25, 1],
     ]
+
+
+def test_a_codebook_wider_than_one_mask_word_counts_right(project, admin_user, supervisor, coder_a, coder_b):
+    # 65 tree nodes, each with a sub-node that has a deeper node under it: more rows than one
+    # 62-bit mask word holds, for tree nodes and for sub-nodes that roll up deeper nodes.
+    trees = Node.objects.bulk_create(Node(project=project, name=f"T{i}", position=i) for i in range(65))
+    subs = Node.objects.bulk_create(Node(project=project, name="S", parent=t) for t in trees)
+    deep = Node.objects.bulk_create(Node(project=project, name="D", parent=s) for s in subs)
+    leaves = [*trees, *subs, *deep]
+    policies = table3.build_policies(project, admin_user, count=12)
+    clauses = {(c.policy_id, c.number): c for c in Clause.objects.filter(policy__in=policies)}
+    references = []
+    for k in range(900):
+        policy = policies[(k * 7) % len(policies)]
+        clause = clauses[(policy.pk, 1 + (k // 12) % 10)]
+        node = leaves[(k * 31) % len(leaves)]
+        coder = coder_a if k % 3 else coder_b
+        references.append(
+            Reference(
+                policy=policy,
+                clause=clause,
+                node=node,
+                coder=coder,
+                created_by=coder,
+                start=clause.start + k % 5,
+                end=clause.end,
+                text="x",
+            )
+        )
+    Reference.objects.bulk_create(references, ignore_conflicts=True)
+    acc = acc_for(supervisor, project)
+    frame = reference_frame(project)
+
+    summed = stats.tally_counts(project, stats.resolve_layers(acc, [str(coder_a.pk), str(coder_b.pk)]))
+    side = stats.tally_counts(project, stats.resolve_layers(acc, [str(coder_a.pk), "coders"], side_by_side=True))
+
+    assert as_dict(summed) == oracle(frame)
+    assert as_dict(side, str(coder_a.pk)) == oracle(frame[frame["layer"] == coder_a.pk])
+    assert as_dict(side, "coders") == oracle(frame)
+    assert len({key for key in as_dict(summed) if key[0] == 1}) > 62
+    assert len({key for key in as_dict(summed) if key[0] == 2 and key[2]}) > 62
+
+
+@pytest.mark.parametrize("by", ["jurisdiction", "department", "year"])
+@pytest.mark.parametrize(
+    "keys, side", [(["coders"], False), (["A", "consensus"], False), (["A", "B", "consensus"], True)]
+)
+def test_totals_across_values_equal_the_distribution_counts(
+    project, supervisor, coder_a, coder_b, two_coders, by, keys, side
+):
+    # Two different queries count the same thing: the crosstab's Total column and the distribution.
+    ids = {"A": str(coder_a.pk), "B": str(coder_b.pk)}
+    selection = stats.resolve_layers(acc_for(supervisor, project), [ids.get(k, k) for k in keys], side_by_side=side)
+    filters = stats.PolicyFilter(year_from=2012)
+
+    plain = stats.tally_counts(project, selection, filters)
+    across = stats.tally_counts(project, selection, filters, by=by)
+
+    totals = across[across["value"].isna()].drop(columns=["value"])
+    key = ["layer", "level", "tree_id", "sub_id"]
+    pd.testing.assert_frame_equal(
+        plain.sort_values(key).reset_index(drop=True), totals.sort_values(key).reset_index(drop=True)
+    )
 
 
 def test_codebook_is_one_query(project, admin_user, study, django_assert_num_queries):

@@ -1,13 +1,17 @@
 import io
+import json
 from html.parser import HTMLParser
+from urllib.parse import urlencode
 
 import openpyxl
 import pandas as pd
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
-from coding import services, stats
-from coding.models import Event, Reference
+from coding import access, services, stats
+from coding.models import DoneMark, Event, Policy, Reference
+from coding.views.dashboard import ALPHA
 from tests.coding import table3
 
 pytestmark = pytest.mark.django_db
@@ -56,14 +60,18 @@ def screen_table(response, name: str) -> list[list[str]]:
     return parser.tables[name]
 
 
-def as_screen(frame: pd.DataFrame, shares: set[str]) -> list[list[str]]:
-    """A file's table as the screen writes it: counts with thousands commas, shares to one decimal."""
+def as_screen(frame: pd.DataFrame, shares: set[str], decimals: dict[str, int] | None = None) -> list[list[str]]:
+    """A file's table as the screen writes it: counts with thousands commas, shares to one
+    decimal, coefficients (``decimals``) to that many."""
+    decimals = decimals or {}
     rows = [list(frame.columns)]
     for record in frame.itertuples(index=False):
         cells = []
         for column, value in zip(frame.columns, record, strict=True):
             if column in shares:
                 cells.append("—" if pd.isna(value) else f"{value * 100:.1f}%")
+            elif column in decimals:
+                cells.append("—" if pd.isna(value) else f"{value:.{decimals[column]}f}")
             elif isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind == "i"):
                 cells.append(f"{int(value):,}")
             else:
@@ -76,8 +84,6 @@ def url(name, project, **query):
     base = reverse(f"coding:{name}", args=[project.slug])
     if not query:
         return base
-    from urllib.parse import urlencode
-
     return base + "?" + urlencode(query, doseq=True)
 
 
@@ -186,6 +192,115 @@ def test_side_by_side_has_a_column_group_per_layer(client, project, supervisor, 
     assert (demand[1], demand[4]) == ("60", "0")
 
 
+def finish(project, *coders):
+    """Every policy marked done by ``coders``: what agreement compares."""
+    DoneMark.objects.bulk_create(
+        DoneMark(policy=policy, coder=coder) for policy in Policy.objects.filter(project=project) for coder in coders
+    )
+
+
+def command_alphas(coders: str) -> dict[tuple[str, int], float | None]:
+    out = io.StringIO()
+    args = ["--project", "study", "--coders", coders, "--level", "both", "--format", "json", "--table", "nodes"]
+    call_command("agreement", *args, stdout=out)
+    levels = json.loads(out.getvalue())["levels"]
+    return {(level, r["node_id"]): r["krippendorff_alpha"] for level, tables in levels.items() for r in tables["nodes"]}
+
+
+def test_side_by_side_shows_each_nodes_alpha_on_request(client, project, supervisor, coder_a, coder_b, study):
+    finish(project, coder_a, coder_b)
+    client.force_login(supervisor)
+    query = {"layer": [str(coder_a.pk), str(coder_b.pk)], "mode": "side"}
+
+    without = client.get(url("dashboard", project, **query))
+    response = client.get(url("dashboard", project, **query, alpha="1"))
+
+    assert ALPHA not in screen_table(without, "distribution")[0]
+    rows = screen_table(response, "distribution")
+    assert rows[0][-1] == ALPHA
+    alphas = {r[0]: r[-1] for r in rows[1:]}
+    # The agreement command's figures, to three decimals: tree nodes at the tree level,
+    # sub-nodes (no deeper nodes here) at the sub-node level.
+    page = command_alphas("coder_a,coder_b")
+    for path, node in study.items():
+        level = "tree" if " > " not in path else "sub"
+        expected = page[(level, node.pk)]
+        assert alphas[path] == ("—" if expected is None else f"{expected:.3f}"), path
+    # coder_b coded the first 100 references exactly as coder_a (all of Supply-based), none of Demand-based.
+    assert alphas["Supply-based"] == "1.000"
+    assert alphas["Demand-based > Smart Applications"] not in ("1.000", "—")
+    text = " ".join(response.content.decode().split())
+    assert (
+        "It uses only the 66 of 66 policies in the filter that every compared coder marked done (660 clauses)" in text
+    )
+
+
+def test_alpha_is_for_reviewers_only(client, project, admin_user, coder_a, coder_b, study):
+    finish(project, coder_a, coder_b)
+    services.update_project(actor=admin_user, project=project, blind_coding=False)
+    client.force_login(coder_b)
+    query = {"layer": [str(coder_a.pk), str(coder_b.pk)], "mode": "side", "alpha": "1"}
+
+    response = client.get(url("dashboard", project, **query))
+    download = client.get(url("dashboard", project, **query, export="csv"))
+
+    assert response.status_code == 200
+    assert ALPHA not in screen_table(response, "distribution")[0]
+    assert "Agreement per node is for supervisors and admins" in response.content.decode()
+    assert ALPHA not in pd.read_csv(io.BytesIO(download.content), encoding="utf-8-sig").columns
+    assert 'name="alpha"' not in response.content.decode()
+
+
+def test_blind_coder_asking_for_alpha_gets_their_own_figures_only(client, project, coder_b, study):
+    client.force_login(coder_b)
+
+    response = client.get(url("dashboard", project, mode="side", alpha="1"))
+
+    assert response.status_code == 200
+    rows = screen_table(response, "distribution")
+    assert rows[0] == ["Node", "References", "Share", "Policies coded"]
+    assert "coder_a" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"layer": ["A", "B"]}, "Agreement per node compares layers side by side"),
+        ({"layer": ["coders", "A"], "mode": "side"}, "Agreement compares two or more layers"),
+    ],
+)
+def test_alpha_says_why_it_cannot_be_shown(client, project, supervisor, coder_a, coder_b, study, query, message):
+    ids = {"A": str(coder_a.pk), "B": str(coder_b.pk)}
+    client.force_login(supervisor)
+
+    response = client.get(
+        url("dashboard", project, **query | {"layer": [ids.get(k, k) for k in query["layer"]]}, alpha="1")
+    )
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert ALPHA not in screen_table(response, "distribution")[0]
+
+
+def test_alpha_export_carries_the_exact_figures(client, project, supervisor, coder_a, coder_b, study):
+    finish(project, coder_a, coder_b)
+    client.force_login(supervisor)
+    query = {"layer": [str(coder_a.pk), str(coder_b.pk)], "mode": "side", "alpha": "1"}
+    acc = access.get_project_for_user(supervisor, project.slug)
+    expected = stats.node_agreement(project, stats.resolve_layers(acc, query["layer"], side_by_side=True))
+
+    sheet = pd.read_excel(io.BytesIO(client.get(url("dashboard", project, **query, export="xlsx")).content))
+
+    by_node = {path: node.pk for path, node in study.items()}
+    for path, value in zip(sheet["Node"], sheet[ALPHA], strict=True):
+        figure = expected.figure(1 if " > " not in path else 2, by_node[path])
+        # Exact figures, as doubles (Excel keeps 15 significant digits); none where not computable.
+        if figure.value is None:
+            assert pd.isna(value), path
+        else:
+            assert value == pytest.approx(figure.value, rel=1e-14), path
+
+
 def test_table3_layout_and_its_xlsx(client, project, supervisor, coder_a, study):
     client.force_login(supervisor)
 
@@ -214,6 +329,7 @@ def test_table3_layout_and_its_xlsx(client, project, supervisor, coder_a, study)
     [
         ("dashboard", {}),
         ("dashboard", {"mode": "side", "layer": ["A", "B", "coders"]}),
+        ("dashboard", {"mode": "side", "layer": ["A", "B", "coders"], "alpha": "1"}),
         ("dashboard", {"jurisdiction": ["Beijing", "Shanghai"], "year_from": "2012"}),
         ("dashboard_crosstab", {"by": "department", "percent": "row"}),
         ("dashboard_crosstab", {"by": "year", "measure": "policies"}),
@@ -226,6 +342,8 @@ def test_export_read_back_equals_the_table_on_screen(
     ids = {"A": str(coder_a.pk), "B": str(coder_b.pk)}
     if "layer" in query:
         query = query | {"layer": [ids.get(k, k) for k in query["layer"]]}
+    if "alpha" in query:
+        finish(project, coder_a, coder_b)
     client.force_login(supervisor)
 
     page = client.get(url(name, project, **query))
@@ -246,7 +364,9 @@ def test_export_read_back_equals_the_table_on_screen(
     rows = screen_table(page, next(iter(TableParser_names(page))))
     shares = {c for c in frame.columns if "Share" in c or query.get("percent") in ("row", "column", "total")}
     shares -= {"Node"}
-    assert as_screen(frame, shares) == rows
+    assert as_screen(frame, shares, {ALPHA: 3}) == rows
+    if "alpha" in query:
+        assert frame.columns[-1] == ALPHA and frame[ALPHA].notna().sum() >= 3
 
 
 def TableParser_names(response):
@@ -419,6 +539,36 @@ def test_search_refuses_a_bad_regular_expression(client, project, coder_a, study
     assert "is not a valid regular expression" in response.content.decode()
 
 
+def test_search_stops_a_pathological_regex_with_a_message(client, project, admin_user, coder_a, study, monkeypatch):
+    monkeypatch.setattr(stats, "REGEX_SECONDS", 0.3)
+    services.create_policy(actor=admin_user, project=project, title="Trap", text="第一条　" + "a" * 32 + "!\n")
+    client.force_login(coder_a)
+    search = {"q": "(a+)+$", "mode": "regex"}
+    count = Reference.objects.count()
+
+    response = client.get(url("dashboard_search", project, **search))
+    coded = client.post(
+        url("dashboard_search_code", project),
+        {"search": urlencode(search), "node": study["Supply-based > Talent input"].pk, "all": "1"},
+        follow=True,
+    )
+
+    assert response.status_code == 400
+    message = "was stopped after 0.3 seconds: on these texts it takes too long"
+    assert message in response.content.decode()
+    assert message in coded.content.decode()
+    assert Reference.objects.count() == count
+
+
+def test_search_refuses_a_regex_too_large_to_compile(client, project, coder_a, study):
+    client.force_login(coder_a)
+
+    response = client.get(url("dashboard_search", project, q="a{99999999999}", mode="regex"))
+
+    assert response.status_code == 400
+    assert "too large to compile as a regular expression" in response.content.decode()
+
+
 def test_search_export_equals_the_hits(client, project, coder_a, study):
     client.force_login(coder_a)
 
@@ -488,6 +638,24 @@ def test_query_count_does_not_grow_with_items(
         response = client.get(url(name, project, **query))
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("items", [1, 3])
+def test_alpha_query_count_does_not_grow_with_items(
+    client, project, admin_user, supervisor, coder_a, django_assert_num_queries, items
+):
+    _scaled_study(project, admin_user, coder_a, items)
+    finish(project, coder_a)
+    client.force_login(supervisor)
+    query = {"layer": [str(coder_a.pk), "consensus"], "mode": "side", "alpha": "1"}
+
+    # The page's 8, then agreement's: codebook, compared policies, their clauses, the layers'
+    # references, adjudications, the coverage counts.
+    with django_assert_num_queries(14):
+        response = client.get(url("dashboard", project, **query))
+
+    assert response.status_code == 200
+    assert ALPHA in screen_table(response, "distribution")[0]
 
 
 @pytest.mark.parametrize("items", [1, 3])
