@@ -50,6 +50,7 @@ _COLUMN_ALIASES = {
 }
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 MAX_NAME = 200  # Node.name
+MAX_CODEBOOK_BYTES = 2 * 1024 * 1024  # an upload's limit: a codebook of thousands of nodes is a few hundred KB
 
 
 @dataclass(frozen=True)

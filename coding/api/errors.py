@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
@@ -31,13 +31,16 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
-def check_body_size(request) -> None:
-    """Refuse a body over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it.
+def check_body_size(request, limit: int | None = None) -> None:
+    """Refuse a body over ``limit`` bytes (default DATA_UPLOAD_MAX_MEMORY_SIZE) before
+    anything reads it.
 
     Django enforces the limit only for form bodies; DRF's JSON parser reads the stream
-    directly, so without this a client could make a process hold any amount of JSON.
+    directly, so without this a client could make a process hold any amount of JSON. File
+    uploads pass their own, larger limit.
     """
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -101,4 +104,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        # Django's multipart parser refuses these; as a 400 in JSON rather than its HTML page.
+        exc = ParseError(f"Multipart parse error - {exc}")
     return drf_exception_handler(exc, context)

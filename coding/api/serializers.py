@@ -394,6 +394,23 @@ class VersionQuerySerializer(serializers.Serializer):
     )
 
 
+class DeletedSerializer(serializers.Serializer):
+    deletion = serializers.IntegerField(
+        allow_null=True,
+        help_text="The deletion's id in the audit trail: POST it to `references/restore/` to undo. Null when "
+        "another request deleted the reference at the same moment (that one holds the undo).",
+    )
+
+
+class RestoreSerializer(serializers.Serializer):
+    deletion = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_INT,
+        help_text="The id a `DELETE …/references/<id>/` answered: undoes it, in your own layer (supervisors and "
+        "admins: also the consensus layer).",
+    )
+
+
 # Query parameters arrive as text; these are validated from a plain dict (``query_params.dict()``),
 # since DRF reads a missing boolean in a QueryDict as an unticked checkbox, i.e. False.
 
@@ -913,3 +930,144 @@ class CodedHitsSerializer(serializers.Serializer):
         help_text="New references in your layer: one per clause a hit touches, none where the passage was "
         "already coded at the node."
     )
+
+
+# --- files in and out ------------------------------------------------------------------------------
+# Uploads are multipart (a `file` part and form fields); downloads are the files the pages offer.
+
+
+class PolicyImportSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="A table (.csv, .xlsx, .json), a document (.txt, .docx, .pdf, .html), or a .zip of documents "
+        "with an optional metadata table, as on the import page."
+    )
+    rule = serializers.ChoiceField(choices=RULES, default="article", help_text="Segmentation rule for the clauses.")
+    update = serializers.BooleanField(
+        default=False,
+        help_text="Change the existing policies with the file's numbers (e.g. attach texts to catalogue entries) "
+        "instead of creating policies.",
+    )
+    dry_run = serializers.BooleanField(
+        default=False, help_text="Check the file and answer what the import would do; write nothing."
+    )
+
+
+class PlannedPolicySerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    title = serializers.CharField(allow_blank=True)
+    action = serializers.ChoiceField(choices=["create", "update"])
+    clauses = serializers.IntegerField(allow_null=True, help_text="Null: the row brings no text.")
+    rule_used = serializers.CharField(allow_blank=True, help_text="The rule that made the clauses (a fallback).")
+    message = serializers.CharField(allow_blank=True)
+    encoding = serializers.CharField(allow_blank=True, help_text="How the text's bytes were decoded.")
+    source = serializers.CharField(help_text="The file (or archive member) the policy came from.")
+    row = serializers.IntegerField(allow_null=True, help_text="Its row in a table; null for a document.")
+
+
+class ImportPlanSerializer(serializers.Serializer):
+    """What a policy import would do: the dry run's answer."""
+
+    rule = serializers.CharField()
+    update = serializers.BooleanField()
+    policies = serializers.IntegerField()
+    creates = serializers.IntegerField()
+    updates = serializers.IntegerField()
+    with_text = serializers.IntegerField(help_text="Policies with a text; the others are catalogue entries.")
+    clauses = serializers.IntegerField()
+    encodings = serializers.DictField(child=serializers.IntegerField(), help_text="Texts per detected encoding.")
+    rows = PlannedPolicySerializer(many=True)
+    notices = serializers.ListField(child=serializers.CharField())
+
+
+class ImportedPoliciesSerializer(serializers.Serializer):
+    created = serializers.ListField(child=serializers.IntegerField(), help_text="Numbers of the policies created.")
+    updated = serializers.ListField(child=serializers.IntegerField())
+    unchanged = serializers.ListField(child=serializers.IntegerField())
+    clauses = serializers.IntegerField(help_text="Clauses written.")
+    notices = serializers.ListField(child=serializers.CharField())
+
+
+class CodebookImportSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="JSON (nested, as exported) or CSV (`path` with names joined by ` > `, `description`, "
+        "`colour`, `shortcut`); the suffix says which."
+    )
+
+
+class CodebookImportedSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Nodes created (missing ancestors included).")
+    updated = serializers.IntegerField(help_text="Existing nodes given the file's description, colour or shortcut.")
+    unchanged = serializers.IntegerField()
+
+
+class CodebookFileNodeSerializer(serializers.Serializer):
+    """A node of the codebook file, with its sub-nodes (what `nodes/import/` reads back)."""
+
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    colour = serializers.CharField()
+    shortcut = serializers.CharField(allow_blank=True)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["children"] = CodebookFileNodeSerializer(many=True)
+        return fields
+
+
+class QdpxQuerySerializer(serializers.Serializer):
+    nvivo = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Count positions in UTF-16 code units, as NVivo does (matters only past U+FFFF).",
+    )
+
+
+class RefiImportSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A REFI-QDA project (.qdpx, or a bare .qde) or codebook (.qdc).")
+    rule = serializers.ChoiceField(
+        choices=RULES,
+        required=False,
+        help_text="How the imported texts are split into clauses; default: the rule the file names for each "
+        "source, else articles, else paragraphs.",
+    )
+
+
+class RefiReportSerializer(serializers.Serializer):
+    """What a REFI-QDA import did (the page's import report). The counts read from the file add up: every
+    selection was placed or is listed in `unplaced` with the reason. Each list holds its first 500
+    entries; `…_total` says how many there are."""
+
+    id = serializers.IntegerField(help_text="The `project.import` event in the audit trail that keeps this report.")
+    file_name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["qdpx", "qde", "qdc"])
+    origin = serializers.CharField(allow_blank=True, help_text="The program that wrote the file.")
+    project = serializers.CharField()
+    project_created = serializers.BooleanField()
+    rule = serializers.CharField(allow_blank=True)
+    codes = serializers.IntegerField()
+    nodes_created = serializers.IntegerField()
+    nodes_matched = serializers.IntegerField()
+    sources = serializers.IntegerField()
+    policies_created = serializers.IntegerField()
+    clauses_created = serializers.IntegerField()
+    selections = serializers.IntegerField()
+    codings = serializers.IntegerField()
+    selections_placed = serializers.IntegerField()
+    references_created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    users = serializers.IntegerField()
+    users_matched = serializers.IntegerField()
+    users_created = serializers.IntegerField()
+    units = serializers.ListField(child=serializers.DictField(), help_text="How positions were counted per source.")
+    unplaced = serializers.ListField(child=serializers.DictField())
+    split = serializers.ListField(child=serializers.DictField())
+    trimmed = serializers.ListField(child=serializers.DictField())
+    notes = serializers.ListField(child=serializers.CharField())
+    ignored = serializers.DictField(
+        child=serializers.IntegerField(), help_text="What the file held that is not imported."
+    )
+    units_total = serializers.IntegerField()
+    unplaced_total = serializers.IntegerField()
+    split_total = serializers.IntegerField()
+    trimmed_total = serializers.IntegerField()
+    notes_total = serializers.IntegerField()

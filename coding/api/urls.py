@@ -7,6 +7,7 @@ app_name = "api"
 
 project_urls = [
     path("policies/", views.PolicyList.as_view(), name="policy-list"),
+    path("policies/import/", views.PolicyImport.as_view(), name="policy-import"),
     path("policies/<int:number>/", views.PolicyDetail.as_view(), name="policy-detail"),
     path("policies/<int:number>/done/", views.PolicyDone.as_view(), name="policy-done"),
     path("policies/<int:number>/text/", views.PolicyText.as_view(), name="policy-text"),
@@ -17,9 +18,13 @@ project_urls = [
     path("members/", views.MemberList.as_view(), name="member-list"),
     path("members/<str:username>/", views.MemberDetail.as_view(), name="member-detail"),
     path("nodes/", views.NodeList.as_view(), name="node-list"),
+    path("nodes/import/", views.CodebookImport.as_view(), name="codebook-import"),
+    path("nodes/export/<str:fmt>/", views.CodebookExport.as_view(), name="codebook-export"),
     path("nodes/<int:node_id>/", views.NodeDetail.as_view(), name="node-detail"),
     path("nodes/<int:node_id>/merge/", views.NodeMerge.as_view(), name="node-merge"),
     path("references/", views.ReferenceList.as_view(), name="reference-list"),
+    path("references/restore/", views.ReferenceRestore.as_view(), name="reference-restore"),
+    path("references/export/<str:fmt>/", views.ReferenceExport.as_view(), name="reference-export"),
     path("references/<int:reference_id>/", views.ReferenceDetail.as_view(), name="reference-detail"),
     path("distribution/", views.Distribution.as_view(), name="distribution"),
     path("trend/", views.Trend.as_view(), name="trend"),
@@ -31,6 +36,9 @@ project_urls = [
     path("agreement/disagreements/", views.Disagreements.as_view(), name="disagreements"),
     path("agreement/adjudications/", views.Adjudications.as_view(), name="adjudications"),
     path("agreement/adopt/", views.AdoptAgreed.as_view(), name="adopt"),
+    path("interchange/qdpx/", views.ProjectQdpx.as_view(), name="qdpx"),
+    path("interchange/qdc/", views.ProjectQdc.as_view(), name="qdc"),
+    path("interchange/import/", views.RefiImport.as_view(), name="refi-import"),
 ]
 
 urlpatterns = [

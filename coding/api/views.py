@@ -8,16 +8,24 @@ generics over annotated querysets; writes validate a plain input serializer and 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import math
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import Exists, OuterRef, QuerySet, Subquery, Value
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -25,14 +33,14 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, renderer_classes
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from coding import access, agreement_data, services, stats
-from coding.api.errors import StrictJSONParser, check_body_size
+from coding import access, agreement_data, codebook_io, exports, importing, refi, services, stats
+from coding.api.errors import PayloadTooLarge, StrictJSONParser, check_body_size
 from coding.api.schema import ApiSchema
 from coding.api.serializers import (
     AdjudicationInputSerializer,
@@ -43,14 +51,20 @@ from coding.api.serializers import (
     ClauseSerializer,
     ClauseSplitSerializer,
     ClauseUpdateSerializer,
+    CodebookFileNodeSerializer,
+    CodebookImportedSerializer,
+    CodebookImportSerializer,
     CodedHitsSerializer,
     ConflictSerializer,
+    DeletedSerializer,
     DisagreementPageSerializer,
     DisagreementQuerySerializer,
     DisagreementSerializer,
     DistributionQuerySerializer,
     DistributionSerializer,
     DoneSerializer,
+    ImportedPoliciesSerializer,
+    ImportPlanSerializer,
     MemberAddedSerializer,
     MemberAddSerializer,
     MemberRoleSerializer,
@@ -62,15 +76,20 @@ from coding.api.serializers import (
     PolicyCreateSerializer,
     PolicyDetailSerializer,
     PolicyFilterSerializer,
+    PolicyImportSerializer,
     PolicySerializer,
     PolicyTextSerializer,
     PolicyUpdateSerializer,
     ProjectSerializer,
+    QdpxQuerySerializer,
     ReferenceCreateSerializer,
     ReferenceFilterSerializer,
     ReferenceSerializer,
     ReferenceUpdateSerializer,
+    RefiImportSerializer,
+    RefiReportSerializer,
     ResegmentSerializer,
+    RestoreSerializer,
     SearchCodeSerializer,
     SearchPageSerializer,
     SearchQuerySerializer,
@@ -114,8 +133,11 @@ class ApiView:
     pagination_class = Pagination
     schema = ApiSchema()
 
+    def body_limit(self) -> int | None:
+        return None  # DATA_UPLOAD_MAX_MEMORY_SIZE
+
     def initial(self, request, *args, **kwargs):
-        check_body_size(request)
+        check_body_size(request, self.body_limit())
         super().initial(request, *args, **kwargs)
 
     def is_schema_generation(self) -> bool:
@@ -553,6 +575,25 @@ class NodeMerge(ApiView, APIView):
 REFERENCE_ORDER = ("policy__number", "start", "end", "id")
 
 
+def _filtered_references(acc: access.ProjectAccess, query_params) -> QuerySet[Reference]:
+    """The references the user may see, narrowed by the list's filters (ReferenceFilterSerializer)."""
+    filters = validated(ReferenceFilterSerializer, query_params.dict())
+    # Filters narrow what access.visible_references allows; they can never widen it.
+    references = access.visible_references(acc)
+    if "policy" in filters:
+        references = references.filter(policy__number=filters["policy"])
+    if "clause" in filters:
+        policy_number, clause_number = filters["clause"]
+        references = references.filter(policy__number=policy_number, clause__number=clause_number)
+    if "node" in filters:
+        references = references.filter(node_id=filters["node"])
+    if "coder" in filters:
+        references = references.filter(coder__username=filters["coder"])
+    if "layer" in filters:
+        references = references.filter(consensus=filters["layer"] == "consensus")
+    return references
+
+
 class ReferenceList(ApiView, generics.ListAPIView):
     """References you may see (with blind coding, a coder sees only their own), by policy and
     position; filter by policy, clause label, node, coder and layer. Offsets are code points."""
@@ -563,21 +604,7 @@ class ReferenceList(ApiView, generics.ListAPIView):
         if self.is_schema_generation():
             return Reference.objects.none()
         acc = access.get_project_for_user(self.request.user, self.kwargs["slug"])
-        filters = validated(ReferenceFilterSerializer, self.request.query_params.dict())
-        # Filters narrow what access.visible_references allows; they can never widen it.
-        references = access.visible_references(acc)
-        if "policy" in filters:
-            references = references.filter(policy__number=filters["policy"])
-        if "clause" in filters:
-            policy_number, clause_number = filters["clause"]
-            references = references.filter(policy__number=policy_number, clause__number=clause_number)
-        if "node" in filters:
-            references = references.filter(node_id=filters["node"])
-        if "coder" in filters:
-            references = references.filter(coder__username=filters["coder"])
-        if "layer" in filters:
-            references = references.filter(consensus=filters["layer"] == "consensus")
-        return reference_rows(references).order_by(*REFERENCE_ORDER)
+        return reference_rows(_filtered_references(acc, self.request.query_params)).order_by(*REFERENCE_ORDER)
 
     @extend_schema(parameters=[ReferenceFilterSerializer])
     def get(self, request, *args, **kwargs):
@@ -639,13 +666,49 @@ class ReferenceDetail(ApiView, APIView):
             ) from None
         return Response(ReferenceSerializer(reference_rows(Reference.objects.filter(pk=reference.pk)).get()).data)
 
-    @extend_schema(parameters=[VersionQuerySerializer], responses={204: None, 409: CONFLICT})
+    @extend_schema(
+        parameters=[VersionQuerySerializer],
+        responses={200: OpenApiResponse(DeletedSerializer, description="Deleted; undo with the id."), 409: CONFLICT},
+    )
     def delete(self, request, slug: str, reference_id: int) -> Response:
+        """Delete the reference; the answer holds the deletion's id, which `references/restore/`
+        takes to undo it."""
         acc = access.get_project_for_user(request.user, slug)
         reference = access.get_reference(acc, reference_id, for_write=True)
         query = validated(VersionQuerySerializer, request.query_params.dict())
-        services.delete_reference(actor=request.user, reference=reference, version=query["version"])
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        event = services.delete_reference(actor=request.user, reference=reference, version=query["version"])
+        return Response(DeletedSerializer({"deletion": event.pk if event else None}).data)
+
+
+class ReferenceRestore(ApiView, APIView):
+    """Undo a reference deletion, as the page's "Undo" does: the reference comes back with its id,
+    layer, node, span and memo. You undo deletions in your own layer (supervisors and admins: the
+    consensus layer too); with blind coding another layer's deletion does not exist for a coder.
+    Refused with the reason when its clause, node or text has changed since."""
+
+    @extend_schema(
+        request=RestoreSerializer,
+        responses={
+            201: OpenApiResponse(ReferenceSerializer, description="Restored."),
+            200: OpenApiResponse(
+                ReferenceSerializer, description="Restored already, or the passage was coded again at the node."
+            ),
+        },
+    )
+    def post(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug)
+        data = validated(RestoreSerializer, request.data)
+        event = access.get_reference_deletion(acc, data["deletion"])
+        existed = Reference.objects.filter(pk=event.target_id).exists()
+        try:
+            reference = services.restore_reference(actor=request.user, event=event)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"deletion": exc.messages}) from None
+        body = ReferenceSerializer(reference_rows(Reference.objects.filter(pk=reference.pk)).get()).data
+        if existed or reference.pk != event.target_id:
+            return Response(body)
+        location = reverse("api:reference-detail", args=[slug, reference.pk])
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
 
 
 # --- figures -------------------------------------------------------------------------------
@@ -832,7 +895,10 @@ def _stopwords(project: Project) -> dict:
 
 
 def _search(acc: access.ProjectAccess, query: dict, data) -> stats.SearchResult:
-    return stats.search(acc.project, query["q"], query["mode"], _policy_filter(data))
+    try:
+        return stats.search(acc.project, query["q"], query["mode"], _policy_filter(data))
+    except DjangoValidationError as exc:  # a regular expression stopped for taking too long
+        raise serializers.ValidationError({"q": exc.messages}) from None
 
 
 class Search(ApiView, APIView):
@@ -1038,6 +1104,279 @@ class AdoptAgreed(ApiView, APIView):
             coders=list(_users(selection).values()),
         )
         return Response(AdoptedSerializer({"agreed": len(units), "added": added}).data)
+
+
+# --- files in and out ----------------------------------------------------------------------
+# The imports and downloads the pages offer, through the same readers (importing.py,
+# codebook_io.py, refi.py), services and access rules. Uploads are multipart; a file over the
+# page's limit is a 413, a file the reader refuses a 400 listing every problem, and nothing is
+# written then.
+
+MB = 1024 * 1024
+MULTIPART_SLACK = MB  # room for the multipart framing and form fields around a file of the largest size
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# Characters a file name may not bring into messages and audit rows (PostgreSQL refuses NUL in text).
+_NAME_UNSAFE_RE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _upload_name(upload) -> str:
+    return _NAME_UNSAFE_RE.sub("", upload.name or "") or "upload"
+
+
+def _file_problems(problems) -> serializers.ValidationError:
+    return serializers.ValidationError({"file": [f"{problem}" for problem in problems]})
+
+
+def _attachment(response: HttpResponse, filename: str) -> HttpResponse:
+    # A slug is already safe in a header and a file name.
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class UploadView(ApiView, APIView):
+    """An endpoint that takes a file (multipart/form-data), up to ``upload_limit`` bytes."""
+
+    parser_classes = [MultiPartParser]
+
+    def upload_limit(self) -> int:
+        return settings.MAX_UPLOAD_MB * MB
+
+    def body_limit(self) -> int:
+        return self.upload_limit() + MULTIPART_SLACK
+
+    def read_file(self, upload, name: str) -> bytes:
+        limit = self.upload_limit()
+        if upload.size > limit:
+            raise PayloadTooLarge(
+                f"{name} is {upload.size / MB:.1f} MB; uploads here may be at most {limit / MB:g} MB."
+            )
+        return upload.read()
+
+
+class DownloadView(ApiView, APIView):
+    """An endpoint that answers a file. Its errors are JSON whatever the Accept header asks for."""
+
+    pagination_class = None
+
+    def perform_content_negotiation(self, request, force: bool = False):
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+
+def _binary(description: str) -> OpenApiResponse:
+    return OpenApiResponse(OpenApiTypes.BINARY, description=description)
+
+
+class PolicyImport(UploadView):
+    """Import policies from a file (admins), as the import page does: all or nothing, every
+    problem located by file, row and column. With `dry_run` nothing is written and the answer
+    is the preview: each policy with its clause count under `rule`."""
+
+    @extend_schema(
+        request={"multipart/form-data": PolicyImportSerializer},
+        responses={
+            201: OpenApiResponse(ImportedPoliciesSerializer, description="Imported."),
+            200: OpenApiResponse(ImportPlanSerializer, description="The dry run: what the import would do."),
+        },
+    )
+    def post(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        data = validated(PolicyImportSerializer, request.data)
+        name = _upload_name(data["file"])
+        content = self.read_file(data["file"], name)
+        limits = importing.Limits.from_megabytes(settings.MAX_UPLOAD_MB)
+        parsed = importing.read_upload(name, content, limits=limits, update=data["update"])
+        options = {"project": acc.project, "parsed": parsed, "rule": data["rule"], "update": data["update"]}
+        if data["dry_run"]:
+            plan = services.plan_policy_import(**options)
+            if plan.problems:
+                raise _file_problems(plan.problems)
+            return Response(ImportPlanSerializer(plan.summary()).data)
+        try:
+            result = services.import_policies(actor=request.user, **options)
+        except services.ImportRefused as exc:
+            raise _file_problems(exc.problems) from None
+        body = {
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "clauses": result.clauses,
+            "notices": parsed.notices,
+        }
+        return Response(ImportedPoliciesSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class CodebookImport(UploadView):
+    """Import a codebook file into the codebook (admins), as the codebook page does: a path the
+    codebook lacks is created, one it has gets the file's description, colour and shortcut. All
+    or nothing."""
+
+    def upload_limit(self) -> int:
+        return codebook_io.MAX_CODEBOOK_BYTES
+
+    @extend_schema(request={"multipart/form-data": CodebookImportSerializer}, responses=CodebookImportedSerializer)
+    def post(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        data = validated(CodebookImportSerializer, request.data)
+        name = _upload_name(data["file"])
+        parsed = codebook_io.read_codebook(name, self.read_file(data["file"], name))
+        if parsed.problems:
+            raise _file_problems(parsed.problems)
+        try:
+            result = services.import_codebook(
+                actor=request.user, project=acc.project, entries=parsed.entries, source=name
+            )
+        except services.ImportRefused as exc:
+            raise _file_problems(exc.problems) from None
+        return Response(CodebookImportedSerializer(result).data)
+
+
+CODEBOOK_FORMAT = OpenApiParameter(
+    "fmt", str, OpenApiParameter.PATH, enum=["json", "csv"], description="The file format."
+)
+
+
+CODEBOOK_FILES = "The codebook as nested JSON, or as CSV (path, description, colour, shortcut)."
+
+
+class CodebookExport(DownloadView):
+    """The codebook as a file, as the codebook page offers it: nested JSON or CSV (UTF-8 with a
+    byte-order mark for Excel), which `nodes/import/` reads back."""
+
+    @extend_schema(
+        parameters=[CODEBOOK_FORMAT],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                CodebookFileNodeSerializer(many=True), description=CODEBOOK_FILES
+            ),
+            (200, "text/csv"): _binary(CODEBOOK_FILES),
+        },
+    )
+    def get(self, request, slug: str, fmt: str) -> HttpResponse:
+        acc = access.get_project_for_user(request.user, slug)
+        nodes = Node.objects.for_project(acc.project)
+        if fmt == "csv":
+            response = HttpResponse(
+                codebook_io.export_csv(nodes).encode("utf-8-sig"), content_type="text/csv; charset=utf-8"
+            )
+        elif fmt == "json":
+            response = HttpResponse(
+                codebook_io.export_json(nodes).encode("utf-8"), content_type="application/json; charset=utf-8"
+            )
+        else:
+            raise Http404("Export the codebook as json or csv.")
+        return _attachment(response, f"{acc.project.slug}-codebook.{fmt}")
+
+
+REFERENCES_FORMAT = OpenApiParameter(
+    "fmt", str, OpenApiParameter.PATH, enum=["csv", "xlsx"], description="The file format."
+)
+
+
+def _csv_lines(header: list[str], rows) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    yield "\ufeff" + buffer.getvalue()  # the BOM lets Excel read Chinese
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        yield buffer.getvalue()
+
+
+REFERENCE_FILES = "CSV (UTF-8 with a byte-order mark) or an Excel workbook, by `fmt`."
+
+
+class ReferenceExport(DownloadView):
+    """The references you may see as a file, as `manage.py export_references` writes it (label,
+    policy and title, clause, node path, layer, offsets, text, memo, created), with the filters
+    of the reference list. With blind coding a coder's file holds their own layer only."""
+
+    @extend_schema(
+        parameters=[REFERENCES_FORMAT, ReferenceFilterSerializer],
+        responses={
+            (200, "text/csv"): _binary(REFERENCE_FILES),
+            (200, XLSX): _binary(REFERENCE_FILES),
+        },
+    )
+    def get(self, request, slug: str, fmt: str) -> HttpResponse:
+        acc = access.get_project_for_user(request.user, slug)
+        if fmt not in exports.FORMATS:
+            raise Http404("Export the references as csv or xlsx.")
+        references = _filtered_references(acc, request.query_params)
+        rows = exports.reference_rows(references, stats.codebook(acc.project))
+        filename = f"{acc.project.slug}-references.{fmt}"
+        if fmt == "csv":
+            response = StreamingHttpResponse(
+                _csv_lines(exports.REFERENCE_COLUMNS, rows), content_type=exports.CONTENT_TYPES["csv"]
+            )
+            return _attachment(response, filename)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / filename
+            exports.write_references(rows, path)
+            content = path.read_bytes()
+        return _attachment(HttpResponse(content, content_type=XLSX), filename)
+
+
+class ProjectQdpx(DownloadView):
+    """The project as a REFI-QDA project (.qdpx) for NVivo, ATLAS.ti, MAXQDA…: texts, codebook,
+    every layer's coding and the policies' metadata (supervisors and admins, as on the page)."""
+
+    @extend_schema(
+        parameters=[QdpxQuerySerializer], responses={(200, "application/zip"): _binary("The .qdpx archive.")}
+    )
+    def get(self, request, slug: str) -> HttpResponse:
+        acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
+        query = validated(QdpxQuerySerializer, request.query_params.dict())
+        out = tempfile.SpooledTemporaryFile(max_size=16 * MB)  # noqa: SIM115 - FileResponse closes it
+        refi.export_project(acc.project, out, utf16_positions=query["nvivo"])
+        out.seek(0)
+        return FileResponse(
+            out, as_attachment=True, filename=f"{acc.project.slug}.qdpx", content_type="application/zip"
+        )
+
+
+class ProjectQdc(DownloadView):
+    """The codebook as a REFI-QDA codebook (.qdc) (supervisors and admins, as on the page)."""
+
+    @extend_schema(responses={(200, "application/xml"): _binary("The .qdc codebook.")})
+    def get(self, request, slug: str) -> HttpResponse:
+        acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
+        if not acc.project.nodes.exists():
+            raise Http404("The project has no nodes, so there is no codebook to export.")
+        out = tempfile.SpooledTemporaryFile(max_size=16 * MB)  # noqa: SIM115 - FileResponse closes it
+        refi.export_codebook(acc.project, out)
+        out.seek(0)
+        return FileResponse(out, as_attachment=True, filename=f"{acc.project.slug}.qdc", content_type="application/xml")
+
+
+class RefiImport(UploadView):
+    """Import a REFI-QDA file into this project (admins), as the interchange page does: codes
+    become nodes, sources policies, the file's users coders (matched among the members), each
+    coding one reference per clause its selection touches. All or nothing; the answer is the
+    import report, kept in the audit trail."""
+
+    @extend_schema(
+        request={"multipart/form-data": RefiImportSerializer},
+        responses={201: OpenApiResponse(RefiReportSerializer, description="Imported: the report.")},
+    )
+    def post(self, request, slug: str) -> Response:
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        data = validated(RefiImportSerializer, request.data)
+        name = _upload_name(data["file"])
+        content = self.read_file(data["file"], name)
+        try:
+            parsed = refi.read_file(content, name)
+            _, report = services.import_refi(
+                actor=request.user, parsed=parsed, project=acc.project, rule=data.get("rule"), file_name=name
+            )
+        except refi.RefiError as exc:
+            raise serializers.ValidationError({"file": [f"{exc} Nothing was imported."]}) from None
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"file": [f"{' '.join(exc.messages)} Nothing was imported."]}) from None
+        body = RefiReportSerializer(report.as_dict() | {"id": report.event_id}).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 # --- the rest ------------------------------------------------------------------------------

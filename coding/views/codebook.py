@@ -29,8 +29,6 @@ from coding.forms import (
 )
 from coding.models import Node, Project
 
-MAX_CODEBOOK_BYTES = 2 * 1024 * 1024  # a codebook of thousands of nodes is a few hundred KB
-
 
 @dataclass(frozen=True)
 class CodebookRow:
@@ -173,8 +171,9 @@ def _import(request: HttpRequest, acc: access.ProjectAccess) -> None:
     if not form.is_valid():
         raise ValidationError("Choose a codebook file (.json or .csv) to import.")
     upload = form.cleaned_data["file"]
-    if upload.size > MAX_CODEBOOK_BYTES:
-        raise ValidationError(f"{upload.name} is larger than a codebook can be ({MAX_CODEBOOK_BYTES // 1024} KB).")
+    limit = codebook_io.MAX_CODEBOOK_BYTES
+    if upload.size > limit:
+        raise ValidationError(f"{upload.name} is larger than a codebook can be ({limit // 1024} KB).")
     parsed = codebook_io.read_codebook(upload.name, upload.read())
     if parsed.problems:
         raise ValidationError([str(problem) for problem in parsed.problems])

@@ -5,6 +5,7 @@ refusal (403/404) or holds the coder's own layer only."""
 import pytest
 
 from coding import services
+from coding.models import Reference
 
 from .conftest import code
 
@@ -62,6 +63,15 @@ def reads(hidden, coder_a, coder_b) -> list[str]:
         "agreement/disagreements/?coders=coder_a,coder_b",
         "members/",
         f"members/{coder_b.username}/",
+        "nodes/export/json/",
+        "nodes/export/csv/",
+        "references/export/csv/",
+        f"references/export/csv/?coder={coder_b.username}",
+        "references/export/csv/?layer=consensus",
+        "references/export/csv/?clause=1-3",
+        f"references/export/csv/?node={talent.pk}",
+        "interchange/qdpx/",
+        "interchange/qdc/",
     ]
 
 
@@ -70,7 +80,7 @@ def test_a_blind_coder_reads_nothing_of_other_layers(api_as, hidden, coder_a, co
 
     for path in reads(hidden, coder_a, coder_b):
         response = client.get(BASE + path if path else "/api/projects/")
-        body = response.content.decode()
+        body = response.getvalue().decode()  # files are streamed
         assert response.status_code in (200, 403, 404), path
         assert SECRET not in body, path
         assert "coder_b" not in body and "supervisor_p" not in body, path
@@ -103,6 +113,22 @@ def test_a_blind_coder_cannot_change_other_layers(api_as, hidden, coder_a):
         assert SECRET not in patched.content.decode()
         reference.refresh_from_db()
         assert reference.memo.startswith(SECRET)
+
+
+def test_a_blind_coder_cannot_restore_or_probe_other_layers_deletions(api_as, hidden, coder_b, supervisor):
+    theirs = services.delete_reference(actor=coder_b, reference=hidden["theirs"][0])
+    consensus = services.delete_reference(actor=supervisor, reference=hidden["consensus"])
+    coder_a = hidden["own"].coder
+    client = api_as(coder_a)
+
+    for event in (theirs, consensus):
+        response = client.post(f"{BASE}references/restore/", {"deletion": event.pk}, format="json")
+        # The same answer as for an id that names no deletion at all: nothing about the layer leaks.
+        assert response.status_code == 404 and response.json() == {"detail": "No such deletion."}
+    assert client.post(f"{BASE}references/restore/", {"deletion": 10**6}, format="json").json() == {
+        "detail": "No such deletion."
+    }
+    assert not Reference.objects.filter(pk__in=[theirs.target_id, consensus.target_id]).exists()
 
 
 def test_reviewers_do_see_every_layer(api_as, hidden, supervisor):

@@ -274,6 +274,16 @@ def test_bad_searches_are_field_level_400s(api_as, policy, coder_a, query, field
     assert response.status_code == 400 and list(response.json()) == [field]
 
 
+def test_a_regex_search_stopped_for_taking_too_long_is_a_400_on_q(api_as, project, admin_user, coder_a, monkeypatch):
+    monkeypatch.setattr(stats, "REGEX_SECONDS", 0.3)
+    services.create_policy(actor=admin_user, project=project, title="Trap", text="第一条　" + "a" * 32 + "!\n")
+
+    response = api_as(coder_a).get(SEARCH, {"q": "(a+)+$", "mode": "regex"})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["q"] and "was stopped after 0.3 seconds" in response.json()["q"][0]
+
+
 @pytest.mark.parametrize("item_count", [1, 3])
 def test_search_query_count(api_as, project, admin_user, coder_a, django_assert_num_queries, item_count):
     for i in range(item_count):

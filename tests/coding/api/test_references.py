@@ -387,9 +387,11 @@ def test_delete_own_reference_with_its_version(api_as, layers, coder_a):
 
     response = api_as(coder_a).delete(f"{detail(ref.pk)}?version=1")
 
-    assert response.status_code == 204
+    event = Event.objects.get(action="reference.delete")
+    assert response.status_code == 200
+    assert response.json() == {"deletion": event.pk}  # what references/restore/ takes to undo it
     assert not Reference.objects.filter(pk=ref.pk).exists()
-    assert Event.objects.get(action="reference.delete").before["coder_id"] == coder_a.pk
+    assert (event.target_id, event.before["coder_id"], event.actor) == (ref.pk, coder_a.pk, coder_a)
 
 
 @pytest.mark.parametrize("query", ["", "?version=", "?version=abc", "?version=0"])
@@ -438,4 +440,4 @@ def test_reviewers_change_the_consensus_but_not_a_coders_layer(api_as, layers, p
     assert client.patch(detail(layers["coder_a"].pk), {"version": 1, "memo": "x"}, format="json").status_code == 403
     assert client.delete(f"{detail(layers['coder_a'].pk)}?version=1").status_code == 403
     assert Reference.objects.get(pk=layers["coder_a"].pk).memo == ""
-    assert client.delete(f"{detail(layers['consensus'].pk)}?version=2").status_code == 204
+    assert client.delete(f"{detail(layers['consensus'].pk)}?version=2").status_code == 200

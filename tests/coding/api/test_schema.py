@@ -44,6 +44,14 @@ def test_schema_is_openapi_3_with_every_endpoint(anonymous):
         "/api/projects/{slug}/agreement/disagreements/",
         "/api/projects/{slug}/agreement/adjudications/",
         "/api/projects/{slug}/agreement/adopt/",
+        "/api/projects/{slug}/policies/import/",
+        "/api/projects/{slug}/nodes/import/",
+        "/api/projects/{slug}/nodes/export/{fmt}/",
+        "/api/projects/{slug}/references/restore/",
+        "/api/projects/{slug}/references/export/{fmt}/",
+        "/api/projects/{slug}/interchange/qdpx/",
+        "/api/projects/{slug}/interchange/qdc/",
+        "/api/projects/{slug}/interchange/import/",
     }
     assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth"}
 
@@ -76,6 +84,41 @@ def test_schema_documents_refusals_and_whole_patch_bodies(anonymous):
     assert "required" not in components["PatchedPolicyUpdateRequest"]
     [username] = [p for p in member["get"]["parameters"] if p["name"] == "username"]
     assert username["schema"]["pattern"] == r"^[\w.@+-]{1,150}$"
+
+
+def test_schema_documents_uploads_and_file_answers(anonymous):
+    schema = yaml.safe_load(anonymous.get("/api/schema/?format=json").content)
+    paths, components = schema["paths"], schema["components"]["schemas"]
+
+    for path in ("policies/import/", "nodes/import/", "interchange/import/"):
+        body = paths[f"/api/projects/{{slug}}/{path}"]["post"]["requestBody"]
+        assert list(body["content"]) == ["multipart/form-data"], path
+        form = body["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[1]
+        file = components[form]["properties"]["file"]
+        assert (file["type"], file["format"]) == ("string", "binary"), path
+        assert components[form]["required"] == ["file"], path
+    policy_import = paths["/api/projects/{slug}/policies/import/"]["post"]["responses"]
+    assert {"200", "201", "400", "401", "403", "404", "413", "415"} <= set(policy_import)
+    binary = {"type": "string", "format": "binary"}
+    files = {
+        "nodes/export/{fmt}/": {"text/csv": binary, "application/json": {"type": "array"}},
+        "references/export/{fmt}/": {
+            "text/csv": binary,
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": binary,
+        },
+        "interchange/qdpx/": {"application/zip": binary},
+        "interchange/qdc/": {"application/xml": binary},
+    }
+    for path, media in files.items():
+        content = paths[f"/api/projects/{{slug}}/{path}"]["get"]["responses"]["200"]["content"]
+        assert set(content) == set(media), path
+        for media_type, schema_part in media.items():
+            assert schema_part.items() <= content[media_type]["schema"].items(), (path, media_type)
+    restore = paths["/api/projects/{slug}/references/restore/"]["post"]["responses"]
+    delete = paths["/api/projects/{slug}/references/{reference_id}/"]["delete"]["responses"]
+    assert {"200", "201"} <= set(restore)
+    assert delete["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Deleted"}
+    assert "204" not in delete
 
 
 def test_docs_page_uses_vendored_swagger_ui_and_no_cdn(client):
