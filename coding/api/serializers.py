@@ -27,6 +27,23 @@ from coding.stats import compile_query
 MAX_INT = 2_147_483_647
 
 
+def policy_by_number(project: Project, number: int) -> Policy:
+    """The project's policy ``number``, or a 400 on the field ``policy``."""
+    policy = Policy.objects.filter(project=project, number=number).first()
+    if policy is None:
+        raise serializers.ValidationError({"policy": f"Policy {number} does not exist in this project."})
+    return policy
+
+
+def clause_by_number(policy: Policy, number: int) -> Clause:
+    """Clause ``number`` of ``policy`` (its ``policy`` set to it), or a 400 on the field ``clause``."""
+    clause = Clause.objects.filter(policy=policy, number=number).first()
+    if clause is None:
+        raise serializers.ValidationError({"clause": f"Policy {policy.number} has no clause {number}."})
+    clause.policy = policy
+    return clause
+
+
 # --- output --------------------------------------------------------------------------------
 
 
@@ -362,16 +379,9 @@ class ReferenceCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({missing: "Give both start and end, or neither."})
         if "clause" not in data and not has_start:
             raise serializers.ValidationError({"clause": "Give a clause number, offsets (start and end), or both."})
-        policy = Policy.objects.filter(project=project, number=data["policy"]).first()
-        if policy is None:
-            raise serializers.ValidationError({"policy": f"Policy {data['policy']} does not exist in this project."})
-        data["policy"] = policy
+        data["policy"] = policy = policy_by_number(project, data["policy"])
         if "clause" in data:
-            clause = Clause.objects.filter(policy=policy, number=data["clause"]).first()
-            if clause is None:
-                raise serializers.ValidationError({"clause": f"Policy {policy.number} has no clause {data['clause']}."})
-            clause.policy = policy
-            data["clause"] = clause
+            data["clause"] = clause_by_number(policy, data["clause"])
         return data
 
 
@@ -641,14 +651,8 @@ class AdjudicationInputSerializer(serializers.Serializer):
             missing = [name for name in ("code_node", "start", "end") if name not in data]
             if missing:
                 raise serializers.ValidationError(dict.fromkeys(missing, "Coding anew needs this."))
-        policy = Policy.objects.filter(project=self.context["project"], number=data["policy"]).first()
-        if policy is None:
-            raise serializers.ValidationError({"policy": f"Policy {data['policy']} does not exist in this project."})
-        clause = Clause.objects.filter(policy=policy, number=data["clause"]).first()
-        if clause is None:
-            raise serializers.ValidationError({"clause": f"Policy {policy.number} has no clause {data['clause']}."})
-        clause.policy = policy
-        data["clause"] = clause
+        policy = policy_by_number(self.context["project"], data["policy"])
+        data["clause"] = clause_by_number(policy, data["clause"])
         return data
 
 
