@@ -14,7 +14,7 @@ import io
 import math
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -789,16 +789,7 @@ class Distribution(ApiView, APIView):
                 "measure": measure,
                 "percent": percent,
                 "values": values,
-                "rows": [
-                    {
-                        "level": int(row["level"]),
-                        "node_id": int(row["node_id"]),
-                        "path": row["path"],
-                        "cells": {value: float(row[value]) for value in values},
-                        "total": float(row["Total"]),
-                    }
-                    for row in frame.to_dict("records")
-                ],
+                "rows": _table_rows(frame, values, float),
             }
         else:
             counts = stats.tally_counts(acc.project, selection, filters, nodes=nodes)
@@ -808,6 +799,20 @@ class Distribution(ApiView, APIView):
             for key, (refs, coded) in stats.totals(counts, keys).items()
         ]
         return Response(DistributionSerializer(_finite(figures)).data)
+
+
+def _table_rows(frame, columns: list, cast: Callable) -> list[dict]:
+    """A crosstab / trend frame (nodes as rows) as the API's rows: node, cells, total."""
+    return [
+        {
+            "level": int(row["level"]),
+            "node_id": int(row["node_id"]),
+            "path": row["path"],
+            "cells": {column: cast(row[column]) for column in columns},
+            "total": cast(row["Total"]),
+        }
+        for row in frame.to_dict("records")
+    ]
 
 
 class Trend(ApiView, APIView):
@@ -827,16 +832,7 @@ class Trend(ApiView, APIView):
         counts = stats.tally_counts(acc.project, summed, filters, by="year", nodes=nodes)
         frame = stats.crosstab(counts, nodes, "year", fill_years=True)
         years = [c for c in frame.columns if c not in ("level", "node_id", "path", "Total")]
-        rows = [
-            {
-                "level": int(row["level"]),
-                "node_id": int(row["node_id"]),
-                "path": row["path"],
-                "cells": {year: int(row[year]) for year in years},
-                "total": int(row["Total"]),
-            }
-            for row in frame.to_dict("records")
-        ]
+        rows = _table_rows(frame, years, int)
         figures = {
             "available_layers": _layers(available),
             "layers": _layers(selection.layers),
