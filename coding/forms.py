@@ -9,6 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from coding.dashboard_query import MAX_QUERY_LENGTH, PolicyFilter, check_attribute, compile_query
+from coding.history import ACTION_PATTERN
 from coding.models import Clause, Node, Policy, Role
 from coding.offsets import utf16_to_codepoint
 
@@ -165,7 +166,47 @@ class ProjectForm(forms.Form):
     )
 
 
-# --- setup: policy import, clause review, codebook, members ------------------------------
+class ProjectSettingsForm(forms.Form):
+    """A project's name, description and blind coding, changed by its admins. The slug stays:
+    it is in every address and API call."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    blind_coding = forms.BooleanField(
+        required=False,
+        label="Blind coding",
+        help_text="On: each coder sees only their own references. Off: coders see every coder's references "
+        "and the consensus layer, on policy pages, node pages, dashboards and exports.",
+    )
+
+    def __init__(self, *args, project, **kwargs):
+        initial = {"name": project.name, "description": project.description, "blind_coding": project.blind_coding}
+        super().__init__(*args, initial=initial, **kwargs)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields whose value differs from the project's, for ``services.update_project``."""
+        return {name: self.cleaned_data[name] for name in self.changed_data}
+
+
+class HistoryFilterForm(forms.Form):
+    """The project history's filters, from the query string (see ``history.filter_events``)."""
+
+    actor = forms.CharField(required=False, max_length=150, label="Who", help_text="A username.")
+    action = forms.RegexField(
+        required=False,
+        regex=ACTION_PATTERN,
+        max_length=81,
+        label="Action",
+        help_text="Exact (reference.create) or every action of an area (reference.).",
+        error_messages={"invalid": "Give an action such as reference.create, or an area such as reference."},
+    )
+    target = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Target",
+        help_text="A policy number (23), a clause label (23-4), or part of a label (a node's name).",
+    )
+
 
 RULE_CHOICES = [
     ("article", "Articles (第X条)"),

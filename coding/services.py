@@ -135,9 +135,14 @@ REFERENCE_RELATIONS = ("policy", "clause", "node", "coder", "created_by")
 
 # --- projects and members ------------------------------------------------------------------
 
+# /projects/new/ is the new-project page: a project with that slug could never be reached.
+RESERVED_SLUGS = frozenset({"new"})
+
 
 @transaction.atomic
 def create_project(*, actor, slug: str, name: str, description: str = "", blind_coding: bool = True) -> Project:
+    if slug in RESERVED_SLUGS:
+        raise ValidationError({"slug": f"{slug!r} is the address of another page (/projects/{slug}/); choose another."})
     if Project.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"A project with slug {slug!r} already exists."})
     project = Project(slug=slug, name=name, description=description, blind_coding=blind_coding)
@@ -159,6 +164,8 @@ def update_project(*, actor, project: Project, **changes: Any) -> Project:
     before = _snapshot(project, fields)
     for field, value in changes.items():
         setattr(project, field, value)
+    if _snapshot(project, fields) == before:
+        return project  # nothing changed: nothing to audit
     _validate(project)
     project.save()
     record_event(
@@ -701,6 +708,13 @@ def add_references_for_selection(
         return references
 
 
+def _locked_references():
+    """References read to change them: the row locked (PostgreSQL), with its clause, policy and
+    project in the same query, so the audit row gets its label `N-M` without another one."""
+    related = Reference.objects.select_related("clause", "policy__project").defer("policy__text")
+    return related.select_for_update(of=("self",))
+
+
 class StaleReference(ValidationError):
     """The reference changed elsewhere since the caller read it."""
 
@@ -717,7 +731,7 @@ def update_reference(
     *, actor, reference: Reference, version: int, node: Node | None = None, memo: str | None = None
 ) -> Reference:
     """Change a reference's node or memo if nobody changed it since ``version`` was read."""
-    current = Reference.objects.select_for_update().get(pk=reference.pk)
+    current = _locked_references().get(pk=reference.pk)
     if current.version != version:
         raise StaleReference(current)
     if node is not None and node.project_id != current.policy.project_id:
@@ -746,6 +760,7 @@ def update_reference(
         target=current,
         before=before,
         after=_reference_snapshot(current),
+        label=current.clause.label_for(current.policy),
     )
     return current
 
@@ -754,7 +769,7 @@ def update_reference(
 def delete_reference(*, actor, reference: Reference, version: int | None = None) -> Event | None:
     """Delete a reference; returns its audit event (what ``restore_reference`` undoes), or
     None when it was already gone."""
-    current = Reference.objects.select_for_update().filter(pk=reference.pk).first()
+    current = _locked_references().filter(pk=reference.pk).first()
     if current is None:
         return None  # already gone: deleting twice (a retried request) is not an error
     if version is not None and current.version != version:
@@ -765,6 +780,7 @@ def delete_reference(*, actor, reference: Reference, version: int | None = None)
         action="reference.delete",
         target=current,
         before=_reference_snapshot(current),
+        label=current.clause.label_for(current.policy),
     )
     current.delete()
     return event
@@ -1881,7 +1897,7 @@ def _keep_file_dates(model, rows: list[tuple], fields: Sequence[str]) -> None:
 def _free_slug(name: str) -> str:
     base = slugify(name)[:70].strip("-") or "imported"
     slug, n = base, 1
-    while Project.objects.filter(slug=slug).exists():
+    while slug in RESERVED_SLUGS or Project.objects.filter(slug=slug).exists():
         n += 1
         slug = f"{base}-{n}"
     return slug

@@ -9,6 +9,9 @@ urlpatterns = [
     path("", projects.project_list, name="project_list"),
     path("projects/new/", projects.project_create, name="project_create"),
     path("projects/<slug:slug>/", projects.project_home, name="project_home"),
+    path("projects/<slug:slug>/settings/", projects.project_settings, name="project_settings"),
+    # The audit trail (supervisors and admins), filtered by actor, action and target
+    path("projects/<slug:slug>/history/", projects.project_history, name="project_history"),
     # Policies (addressed by number, never by database id)
     path("projects/<slug:slug>/policies/<int:number>/", policies.policy_detail, name="policy_detail"),
     # Workbench (coding a policy; partials for htmx) and a node's references

@@ -18,7 +18,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from coding.agreement_data import parse_numbers
-from coding.models import Clause, Membership, Node, Policy, Project, Reference, Role
+from coding.history import ACTION_PATTERN
+from coding.models import Clause, Event, Membership, Node, Policy, Project, Reference, Role
 from coding.segmentation import RULES
 from coding.services import POLICY_FIELDS, normalise_text
 from coding.stats import compile_query
@@ -53,6 +54,30 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["slug", "name", "description", "blind_coding", "role"]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    """One row of the audit trail: who did what to which object, with its state before and after."""
+
+    actor = serializers.CharField(
+        source="actor.username", allow_null=True, help_text="The username; null for a command or a deleted account."
+    )
+    target_label = serializers.CharField(help_text="The object as named when it changed, e.g. `23-4` for a clause.")
+    policy = serializers.SerializerMethodField(
+        help_text="The number of the policy the change concerns (its clause, reference, done mark…), if that policy "
+        "still exists."
+    )
+    before = serializers.JSONField(allow_null=True, help_text="The fields before the change; null for a creation.")
+    after = serializers.JSONField(allow_null=True, help_text="The fields after the change; null for a deletion.")
+
+    class Meta:
+        model = Event
+        fields = ["id", "created_at", "actor", "action", "target_type", "target_id", "target_label", "policy"]
+        fields += ["before", "after"]
+        read_only_fields = fields
+
+    def get_policy(self, event: Event) -> int | None:
+        return self.context["policies"].get(event.pk)
 
 
 class ClauseSerializer(serializers.Serializer):
@@ -186,6 +211,32 @@ class ConflictSerializer(serializers.Serializer):
 
 
 # --- input ---------------------------------------------------------------------------------
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    slug = serializers.SlugField(max_length=80, help_text="Short name used in addresses, e.g. `smart-city`; fixed.")
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(allow_blank=True, required=False, default="")
+    blind_coding = serializers.BooleanField(
+        default=True, help_text="Coders see only their own references (recommended; the default)."
+    )
+
+
+class ProjectUpdateSerializer(serializers.Serializer):
+    """Any of the project's name, description and blind coding; the slug stays."""
+
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(allow_blank=True)
+    blind_coding = serializers.BooleanField(
+        help_text="Off: coders see every coder's references and the consensus layer, as reviewers do."
+    )
+
+    def validate(self, data: dict) -> dict:
+        if "slug" in self.initial_data:
+            raise serializers.ValidationError({"slug": "The slug cannot change: addresses and API calls use it."})
+        if not data:
+            raise serializers.ValidationError("Give at least one of name, description and blind_coding.")
+        return data
 
 
 # Input that a PATCH sends whole: its required fields stay required. DRF and drf-spectacular
@@ -453,6 +504,26 @@ class ReferenceFilterSerializer(serializers.Serializer):
         if not match or max(int(match[1]), int(match[2])) > MAX_INT:
             raise serializers.ValidationError(f"{value!r} is not a clause label like 23-4.")
         return int(match[1]), int(match[2])
+
+
+# Empty filters filter nothing, as on the history page (whose form sends every field).
+class EventFilterSerializer(serializers.Serializer):
+    actor = serializers.CharField(required=False, allow_blank=True, max_length=150, help_text="The actor's username.")
+    action = serializers.RegexField(
+        ACTION_PATTERN,
+        required=False,
+        allow_blank=True,
+        max_length=81,
+        help_text="Exact (`reference.create`), or an area ending in a dot (`reference.`): every action of it.",
+        error_messages={"invalid": "Give an action such as reference.create, or an area such as reference."},
+    )
+    target = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=300,
+        help_text="A policy number (`23`: the policy and its clauses, references, decisions and done marks), a "
+        "clause label (`23-4`), or text within the target's label (e.g. a node's name).",
+    )
 
 
 # --- figures: the dashboard's distribution and the agreement page ----------------------------

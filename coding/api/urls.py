@@ -6,6 +6,8 @@ from coding.api import views
 app_name = "api"
 
 project_urls = [
+    path("", views.ProjectDetail.as_view(), name="project-detail"),
+    path("events/", views.EventList.as_view(), name="event-list"),
     path("policies/", views.PolicyList.as_view(), name="policy-list"),
     path("policies/import/", views.PolicyImport.as_view(), name="policy-import"),
     path("policies/<int:number>/", views.PolicyDetail.as_view(), name="policy-detail"),

@@ -20,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery, Value
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -39,7 +39,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from coding import access, agreement_data, codebook_io, exports, importing, refi, services, stats
+from coding import access, agreement_data, codebook_io, exports, history, importing, refi, services, stats
 from coding.api.errors import PayloadTooLarge, StrictJSONParser, check_body_size
 from coding.api.schema import ApiSchema
 from coding.api.serializers import (
@@ -63,6 +63,8 @@ from coding.api.serializers import (
     DistributionQuerySerializer,
     DistributionSerializer,
     DoneSerializer,
+    EventFilterSerializer,
+    EventSerializer,
     ImportedPoliciesSerializer,
     ImportPlanSerializer,
     MemberAddedSerializer,
@@ -80,7 +82,9 @@ from coding.api.serializers import (
     PolicySerializer,
     PolicyTextSerializer,
     PolicyUpdateSerializer,
+    ProjectCreateSerializer,
     ProjectSerializer,
+    ProjectUpdateSerializer,
     QdpxQuerySerializer,
     ReferenceCreateSerializer,
     ReferenceFilterSerializer,
@@ -104,7 +108,7 @@ from coding.api.serializers import (
     reference_rows,
 )
 from coding.forms import CrosstabForm, DashboardFilterForm
-from coding.models import REVIEW_ROLES, Clause, DoneMark, Membership, Node, Policy, Project, Reference, Role
+from coding.models import REVIEW_ROLES, Clause, DoneMark, Event, Membership, Node, Policy, Project, Reference, Role
 
 ADMIN = {Role.ADMIN}
 
@@ -146,6 +150,12 @@ class ApiView:
 
 def validated(serializer_class: type[serializers.Serializer], data, **context) -> dict:
     serializer = serializer_class(data=data, context=context)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def validated_partial(serializer_class: type[serializers.Serializer], data, **context) -> dict:
+    serializer = serializer_class(data=data, partial=True, context=context)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -209,6 +219,69 @@ class ProjectList(ApiView, generics.ListAPIView):
         else:
             role = Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1])
         return access.projects_for_user(user).annotate(role=role).order_by("name", "slug")
+
+    @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
+    def post(self, request) -> Response:
+        """Create a project (site superusers); you become its admin, as on the page."""
+        if not request.user.is_superuser:
+            raise PermissionDenied("Only site administrators create projects.")
+        data = validated(ProjectCreateSerializer, request.data)
+        with transaction.atomic():
+            project = services.create_project(actor=request.user, **data)
+            services.set_membership(actor=request.user, project=project, user=request.user, role=Role.ADMIN)
+        project.role = Role.ADMIN
+        location = reverse("api:project-detail", args=[project.slug])
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+def _project_data(acc: access.ProjectAccess) -> dict:
+    acc.project.role = acc.role
+    return ProjectSerializer(acc.project).data
+
+
+class ProjectDetail(ApiView, APIView):
+    """The project with your role; admins change its name, description and blind coding."""
+
+    @extend_schema(responses=ProjectSerializer)
+    def get(self, request, slug: str) -> Response:
+        return Response(_project_data(access.get_project_for_user(request.user, slug)))
+
+    @extend_schema(request=ProjectUpdateSerializer(partial=True), responses=ProjectSerializer)
+    def patch(self, request, slug: str) -> Response:
+        """Change any of the fields (admins). Turning `blind_coding` off lets coders see every coder's
+        references and the consensus layer; turning it on hides them again. Audited as on the page."""
+        acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+        data = validated_partial(ProjectUpdateSerializer, request.data)
+        services.update_project(actor=request.user, project=acc.project, **data)
+        return Response(_project_data(acc))
+
+
+class EventList(ApiView, generics.ListAPIView):
+    """The project's audit trail (supervisors and admins), newest first: every change with who made
+    it and the fields before and after. Filter by actor, action (exact or an area such as
+    `reference.`) and target (a policy number, a clause label or text in the label)."""
+
+    serializer_class = EventSerializer
+
+    def get_queryset(self) -> QuerySet[Event]:
+        if self.is_schema_generation():
+            return Event.objects.none()
+        self.access = access.get_project_for_user(self.request.user, self.kwargs["slug"], roles=REVIEW_ROLES)
+        filters = validated(EventFilterSerializer, self.request.query_params.dict())
+        return history.filter_events(history.project_events(self.access.project), self.access.project, **filters)
+
+    def get_serializer_context(self) -> dict:
+        return super().get_serializer_context() | {"policies": getattr(self, "policies", {})}
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        # The policies the page's events concern, in at most two queries for the whole page.
+        self.policies = history.policy_numbers(self.access.project, page or [])
+        return page
+
+    @extend_schema(parameters=[EventFilterSerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 # --- policies ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Project-level pages: the project list, a project's home, and the health check."""
+"""Project-level pages: the project list, a project's home, its settings and history (the audit
+trail), and the health check."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,11 +13,13 @@ from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from coding import access, services
-from coding.forms import ProjectForm
-from coding.models import DoneMark, Membership, Policy, Role
+from coding import access, history, services
+from coding.forms import HistoryFilterForm, ProjectForm, ProjectSettingsForm
+from coding.models import REVIEW_ROLES, DoneMark, Membership, Policy, Role
 
 POLICIES_PER_PAGE = 100
+EVENTS_PER_PAGE = 50
+ADMIN = {Role.ADMIN}
 
 
 @never_cache
@@ -102,3 +105,60 @@ def project_home(request: HttpRequest, slug: str) -> HttpResponse:
         "totals": totals,
     }
     return TemplateResponse(request, "coding/project_home.html", context)
+
+
+BLIND_CHANGED = {
+    False: "Blind coding is now off: coders see every coder's references and the consensus layer, on policy "
+    "pages, node pages, dashboards and exports. Coding done while they can see each other's may agree "
+    "more than independent coding would.",
+    True: "Blind coding is now on: each coder sees only their own references again (supervisors and admins "
+    "still see every layer).",
+}
+
+
+@login_required
+def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    acc = access.get_project_for_user(request.user, slug, roles=ADMIN)
+    project = acc.project
+    form = ProjectSettingsForm(request.POST if request.method == "POST" else None, project=project)
+    if request.method == "POST" and form.is_valid():
+        changes = form.changes()
+        if not changes:
+            messages.info(request, "Nothing changed.")
+            return redirect("coding:project_settings", slug=slug)
+        try:
+            services.update_project(actor=request.user, project=project, **changes)
+        except ValidationError as exc:
+            project.refresh_from_db()
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Settings saved.")
+            if "blind_coding" in changes:
+                messages.warning(request, BLIND_CHANGED[project.blind_coding])
+            return redirect("coding:project_settings", slug=slug)
+    context = {"access": acc, "project": project, "form": form}
+    return TemplateResponse(request, "coding/project_settings.html", context)
+
+
+@login_required
+def project_history(request: HttpRequest, slug: str) -> HttpResponse:
+    acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
+    form = HistoryFilterForm(request.GET)
+    context = {
+        "access": acc,
+        "project": acc.project,
+        "form": form,
+        "actions": [*history.AREAS, *history.ACTIONS],
+        # Evaluated only by the whole page (the filter's suggestions), not by its htmx redraws.
+        "usernames": Membership.objects.filter(project=acc.project)
+        .order_by("user__username")
+        .values_list("user__username", flat=True),
+    }
+    if form.is_valid():
+        events = history.filter_events(history.project_events(acc.project), acc.project, **form.cleaned_data)
+        page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+        context |= {"page": page, "rows": history.describe(acc.project, page.object_list)}
+    if request.htmx:
+        # htmx swaps only a 2xx answer: the filter's message replaces the list in place.
+        return TemplateResponse(request, "coding/project_history.html#history-list", context)
+    return TemplateResponse(request, "coding/project_history.html", context, status=200 if form.is_valid() else 400)

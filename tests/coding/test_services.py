@@ -201,6 +201,7 @@ def test_update_reference_with_stale_version_is_a_conflict(policy, node, coder_a
     assert info.value.current.memo == "first"
     (row,) = events.new()
     assert row.action == "reference.update" and row.before["memo"] == "" and row.after["memo"] == "first"
+    assert row.target_label == f"{policy.number}-1"  # labelled like the creation, not "reference 5 …"
 
 
 def test_delete_reference_audits_once_and_is_idempotent(policy, node, coder_a, events):
@@ -211,7 +212,8 @@ def test_delete_reference_audits_once_and_is_idempotent(policy, node, coder_a, e
     events.new()
     services.delete_reference(actor=coder_a, reference=ref, version=1)
     services.delete_reference(actor=coder_a, reference=ref)
-    assert actions(events.new()) == ["reference.delete"]
+    (row,) = events.new()
+    assert (row.action, row.target_label) == ("reference.delete", f"{policy.number}-1")
     assert Reference.objects.count() == 0
 
 

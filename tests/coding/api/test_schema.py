@@ -19,6 +19,8 @@ def test_schema_is_openapi_3_with_every_endpoint(anonymous):
     assert set(schema["paths"]) == {
         "/api/auth/token/",
         "/api/projects/",
+        "/api/projects/{slug}/",
+        "/api/projects/{slug}/events/",
         "/api/projects/{slug}/policies/",
         "/api/projects/{slug}/policies/{number}/",
         "/api/projects/{slug}/policies/{number}/done/",
