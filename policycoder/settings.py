@@ -78,7 +78,10 @@ def parse_database_url(url: str) -> dict:
             "PORT": str(port or ""),
             "CONN_MAX_AGE": env_int("CONN_MAX_AGE", 60),
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": options,
+            # PostgreSQL's JIT compiles the large aggregates (agreement, dashboards) for longer
+            # than they run: ~0.2 s per query, measured in bench/dashboard.py. Off unless the
+            # URL passes its own server options (?options=-c%20jit%3Don).
+            "OPTIONS": {"options": "-c jit=off", **options},
         }
     raise ImproperlyConfigured(f"DATABASE_URL={url!r}: unsupported scheme {scheme!r}; use postgres://… or sqlite:///…")
 

@@ -46,3 +46,30 @@ def test_debug_runs_without_a_secret_key_and_reads_postgres_urls():
     result = load_settings(DEBUG="1", DATABASE_URL="postgres://postgres@127.0.0.1:5432/test")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["django.db.backends.postgresql", "test"]
+
+
+def test_postgres_connections_turn_jit_off_unless_the_url_says_otherwise():
+    script = "import policycoder.settings as s; print(s.DATABASES['default']['OPTIONS'])"
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG"}}
+
+    def options(url: str) -> str:
+        env = base | {"SECRET_KEY": "k", "DATABASE_URL": url}
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert options("postgres://u@h:5432/db") == "{'options': '-c jit=off'}"
+    assert options("postgres://u@h:5432/db?options=-c%20jit%3Don&sslmode=require") == (
+        "{'options': '-c jit=on', 'sslmode': 'require'}"
+    )
+
+
+@pytest.mark.django_db
+def test_the_test_database_connection_has_jit_off():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no JIT")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
