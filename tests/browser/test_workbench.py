@@ -47,6 +47,7 @@ def study(db):
                 name=entry["name"],
                 colour=entry["colour"],
                 shortcut=entry.get("shortcut") or "",
+                description=entry.get("description") or "",
             )
             add(entry.get("children") or [], node)
 
@@ -343,6 +344,9 @@ def test_keyboard_only_codes_a_whole_clause_and_a_passage(open_policy, study):
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "picker-filter"
     page.keyboard.type("infra")
+    # The highlighted node's definition from the codebook is shown while the coder decides.
+    infrastructure = Node.objects.get(name="Infrastructure").description
+    assert infrastructure and page.locator("#picker-desc").inner_text() == infrastructure
     page.keyboard.press("Enter")
     wait_for_mark(page, "1-2", "第二条")
 

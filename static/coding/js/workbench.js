@@ -211,6 +211,16 @@
     } else {
       filterInput.removeAttribute("aria-activedescendant");
     }
+    showDescription(active >= 0 && visible[active] ? visible[active].title : "");
+  }
+
+  // The codebook's definition of the highlighted node, as the coder decides (NVivo shows it
+  // in the node's properties; here it follows the arrow keys and the filter).
+  function showDescription(text) {
+    const desc = document.getElementById("picker-desc");
+    if (!desc) return;
+    desc.textContent = text;
+    desc.hidden = !text;
   }
 
   // Scroll the list only (scrollIntoView would scroll the page too).

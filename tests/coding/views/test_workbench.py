@@ -634,6 +634,17 @@ def test_saving_takes_the_same_number_of_queries_however_coded_the_clause_is(cli
     assert _queries(client, url("reference_add", 1), selection(policy, 3, "数据共享", talent), "post") == first
 
 
+def test_the_picker_carries_each_nodes_definition_escaped(client, policy, coder_a, node, talent):
+    services.update_node(actor=None, node=talent, description='Training "talent" <b>& experts</b>')
+    client.force_login(coder_a)
+
+    page = client.get(url("policy_detail", 1)).content.decode()
+
+    option = re.search(rf'<div role="option" id="pick-{talent.pk}"[^>]*>', page).group(0)
+    assert 'title="Training &quot;talent&quot; &lt;b&gt;&amp; experts&lt;/b&gt;"' in option
+    assert "title=" not in re.search(rf'<div role="option" id="pick-{node.pk}"[^>]*>', page).group(0)
+
+
 def test_codebook_css_gives_each_node_its_colour_to_members_only(client, policy, coder_a, outsider, node, talent):
     services.update_node(actor=None, node=talent, colour="#123abc")
     client.force_login(coder_a)
