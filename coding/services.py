@@ -837,6 +837,10 @@ def restore_reference(*, actor, event: Event) -> Reference:
 # --- done marks ----------------------------------------------------------------------------
 
 
+def _done_label(policy: Policy, coder) -> str:
+    return f"{coder.get_username()} done with policy {policy.number}"  # the number, not the database id
+
+
 @transaction.atomic
 def mark_policy_done(*, actor, policy: Policy, coder) -> DoneMark:
     _check_coder(policy.project, coder)
@@ -848,6 +852,7 @@ def mark_policy_done(*, actor, policy: Policy, coder) -> DoneMark:
             action="policy.done",
             target=mark,
             after={"policy": policy.number, "coder": coder.get_username()},
+            label=_done_label(policy, coder),
         )
     return mark
 
@@ -863,6 +868,7 @@ def unmark_policy_done(*, actor, policy: Policy, coder) -> None:
         action="policy.undone",
         target=mark,
         before={"policy": policy.number, "coder": coder.get_username()},
+        label=_done_label(policy, coder),
     )
     mark.delete()
 

@@ -275,11 +275,15 @@ def test_delete_node_refused_while_coded(policy, node, coder_a, admin_user, even
 
 
 def test_done_marks_audit_each_change_and_ignore_repeats(policy, coder_a, events):
+    services.update_policy(actor=None, policy=policy, number=23)  # labels name the number, not the id
+    events.new()
     services.mark_policy_done(actor=coder_a, policy=policy, coder=coder_a)
     services.mark_policy_done(actor=coder_a, policy=policy, coder=coder_a)
     services.unmark_policy_done(actor=coder_a, policy=policy, coder=coder_a)
     services.unmark_policy_done(actor=coder_a, policy=policy, coder=coder_a)
-    assert actions(events.new()) == ["policy.done", "policy.undone"]
+    rows = events.new()
+    assert actions(rows) == ["policy.done", "policy.undone"]
+    assert {row.target_label for row in rows} == {"coder_a done with policy 23"}
     assert DoneMark.objects.count() == 0
 
 
