@@ -31,6 +31,7 @@ import bisect
 import json
 import logging
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -45,7 +46,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Substr
 
-from coding import agreement_data
+from coding import agreement_data, regex_child
 from coding.access import ProjectAccess
 from coding.dashboard_query import ALL_POLICIES, PolicyFilter, compile_query
 from coding.dashboard_query import ATTRIBUTES as ATTRIBUTES
@@ -924,75 +925,36 @@ class SearchResult:
     truncated: bool  # more than MAX_HITS matched: ``hits`` holds the first MAX_HITS
 
 
-# How long a regular expression may search (seconds). Python's ``re`` backtracks: a pattern
-# like ``(a+)+$`` takes exponential time on some texts and cannot be interrupted in the
-# process, so regular expressions run in a child process that is killed after this long.
+# How long a regular expression may search, in CPU seconds of the child process that runs it
+# (coding/regex_child.py: Python's ``re`` cannot be interrupted in the process). Starting the
+# child and handing it the texts do not count; they get REGEX_LOAD_SECONDS more of wall clock.
 REGEX_SECONDS = 2.0
-# The child: the same loop as ``_find`` below, in a bare interpreter (no Django, no site
-# packages), its memory capped. Reads {"pattern", "flags", "texts", "limit"} as JSON on
-# stdin, writes {"spans": [[[start, end], ...] per text searched], "total": n}.
-_REGEX_CHILD = """
-import json, re, sys
-try:
-    import resource
-    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-except (ImportError, ValueError, OSError):
-    pass
-job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-pattern = re.compile(job["pattern"], job["flags"])
-spans, total = [], 0
-for text in job["texts"]:
-    found = []
-    for match in pattern.finditer(text):
-        if match.end() > match.start():
-            total += 1
-            if total <= job["limit"]:
-                found.append(match.span())
-    spans.append(found)
-    if total > job["limit"]:
-        break
-sys.stdout.write(json.dumps({"spans": spans, "total": total}))
-"""
-
-
-def _find(pattern: re.Pattern[str], texts: Sequence[str], limit: int) -> tuple[list[list[tuple[int, int]]], int]:
-    """Non-empty matches per text, in order, the first ``limit`` of them kept; the texts after
-    the one where the total passes ``limit`` are not searched. Returns (spans per text
-    searched, total matches in them)."""
-    spans: list[list[tuple[int, int]]] = []
-    total = 0
-    for text in texts:
-        found = []
-        for match in pattern.finditer(text):
-            if match.end() > match.start():
-                total += 1
-                if total <= limit:
-                    found.append(match.span())
-        spans.append(found)
-        if total > limit:
-            break
-    return spans, total
+REGEX_LOAD_SECONDS = 60.0
 
 
 def _find_in_child(
     pattern: re.Pattern[str], texts: Sequence[str], limit: int, seconds: float
 ) -> tuple[list[list[tuple[int, int]]], int]:
-    """``_find`` in a child process killed after ``seconds``: a ValidationError then says so."""
-    job = {"pattern": pattern.pattern, "flags": pattern.flags, "texts": list(texts), "limit": limit}
+    """``regex_child.find`` in a child process stopped after ``seconds`` of searching: a
+    ValidationError then says so."""
+    job = {"pattern": pattern.pattern, "flags": pattern.flags, "texts": list(texts), "limit": limit, "seconds": seconds}
+    stopped = ValidationError(
+        f"The regular expression {pattern.pattern!r} was stopped after {seconds:g} seconds of searching: on these "
+        "texts it takes too long (nested repeats such as (a+)+ can backtrack for ever). Simplify it, or search "
+        "fewer policies."
+    )
     try:
         done = subprocess.run(  # noqa: S603 -- our program; the pattern and texts go in as data
-            [sys.executable, "-I", "-S", "-c", _REGEX_CHILD],
+            [sys.executable, "-I", "-S", regex_child.__file__],
             input=json.dumps(job, ensure_ascii=False).encode("utf-8"),
             capture_output=True,
-            timeout=seconds,
+            timeout=seconds + REGEX_LOAD_SECONDS,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise ValidationError(
-            f"The regular expression {pattern.pattern!r} was stopped after {seconds:g} seconds: on these texts it "
-            "takes too long (nested repeats such as (a+)+ can backtrack for ever). Simplify it, or search fewer "
-            "policies."
-        ) from None
+        raise stopped from None
+    if done.returncode == -signal.SIGPROF:
+        raise stopped
     if done.returncode != 0:
         reason = "it ran out of memory" if b"MemoryError" in done.stderr else "it failed"
         raise ValidationError(f"The regular expression {pattern.pattern!r} could not be searched: {reason}.")
@@ -1026,7 +988,7 @@ def search(
     if mode == "regex":
         spans, total = _find_in_child(pattern, bodies, MAX_HITS, REGEX_SECONDS if seconds is None else seconds)
     else:
-        spans, total = _find(pattern, bodies, MAX_HITS)
+        spans, total = regex_child.find(pattern, bodies, MAX_HITS)
     hits: list[Hit] = []
     found = [
         (pk, number, title, text, start, end)

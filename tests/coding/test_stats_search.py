@@ -76,6 +76,24 @@ def test_a_pathological_regex_is_stopped_with_a_message(project, admin_user, tex
     assert stats.search(project, PATHOLOGICAL, "regex", stats.PolicyFilter(numbers=(1, 2))).hits == []
 
 
+def test_the_time_budget_counts_searching_not_handing_over_the_texts(project, admin_user, monkeypatch):
+    # ~6 million characters: starting the child and passing them to it take far longer than
+    # 20 ms of CPU; an anchored pattern is refused at the first position of each text in
+    # microseconds. Only that counts against the budget.
+    body = "第一条　" + "智慧城市建设和管理。" * 60_000 + "\n"
+    for n in range(10):
+        services.create_policy(actor=admin_user, project=project, title=f"P{n}", text=body)
+    handed_over = []
+    real_run = stats.subprocess.run
+    monkeypatch.setattr(
+        stats.subprocess, "run", lambda *a, **k: handed_over.append(len(k["input"])) or real_run(*a, **k)
+    )
+
+    result = stats.search(project, r"\Azzz", "regex", seconds=0.02)
+
+    assert result.hits == [] and handed_over[0] > 15_000_000  # bytes of JSON
+
+
 @pytest.mark.parametrize("pattern", ["a{99999999999}", "x{1,4294967296}"])
 def test_a_regex_too_large_to_compile_is_refused_with_a_message(project, texts, pattern):
     with pytest.raises(ValidationError, match="too large to compile as a regular expression"):

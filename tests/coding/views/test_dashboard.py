@@ -554,7 +554,7 @@ def test_search_stops_a_pathological_regex_with_a_message(client, project, admin
     )
 
     assert response.status_code == 400
-    message = "was stopped after 0.3 seconds: on these texts it takes too long"
+    message = "was stopped after 0.3 seconds of searching: on these texts it takes too long"
     assert message in response.content.decode()
     assert message in coded.content.decode()
     assert Reference.objects.count() == count
