@@ -1850,7 +1850,14 @@ def adopt_agreed_coding(
         # One INSERT for the references and one for their audit rows per batch (the
         # database's triggers still check each row); a reference per query took minutes
         # for a large study.
-        Reference.objects.bulk_create(new)
+        try:
+            with transaction.atomic():
+                Reference.objects.bulk_create(new)
+        except IntegrityError:  # someone coded one of these passages in the consensus meanwhile
+            raise ValidationError(
+                "The consensus layer changed while the agreed coding was being copied (another supervisor "
+                "at work?); nothing was copied. Copy it again."
+            ) from None
         Event.objects.bulk_create(
             _unsaved_event(
                 actor=actor,

@@ -872,6 +872,38 @@ def test_copying_agreed_coding_audits_each_reference_in_a_constant_number_of_que
     assert (first.end - first.start, first.memo) == (4, "")
 
 
+def test_copying_agreed_coding_while_someone_codes_the_consensus_is_refused_cleanly(
+    project, admin_user, supervisor, coder_a, coder_b, codebook, monkeypatch
+):
+    policy = make_policy(project, admin_user, 2)
+    for coder in (coder_a, coder_b):
+        code(coder, policy, 1, codebook["A"])
+    clause = policy.clauses.get(number=1)
+    real_bulk_create = Reference.objects.bulk_create
+
+    def meanwhile(objs, *args, **kwargs):  # another supervisor codes the passage first
+        services.add_reference(
+            actor=admin_user, clause=clause, node=codebook["A"], start=clause.start, end=clause.end, consensus=True
+        )
+        return real_bulk_create(objs, *args, **kwargs)
+
+    monkeypatch.setattr(Reference.objects, "bulk_create", meanwhile)
+    events = Event.objects.count()
+
+    with pytest.raises(ValidationError, match="The consensus layer changed while the agreed coding was being copied"):
+        services.adopt_agreed_coding(
+            actor=supervisor,
+            project=project,
+            units=[(clause.pk, codebook["A"].pk)],
+            scope="node",
+            coders=[coder_a, coder_b],
+        )
+    # Nothing copied, nothing audited (the simulated other write ran in this same transaction
+    # here, so it was rolled back with it).
+    assert not Reference.objects.filter(consensus=True).exists()
+    assert Event.objects.count() == events
+
+
 def test_copying_coding_the_coders_do_not_agree_on_is_refused(
     project, admin_user, supervisor, coder_a, coder_b, codebook
 ):
