@@ -145,6 +145,8 @@ def create_project(*, actor, slug: str, name: str, description: str = "", blind_
         raise ValidationError({"slug": f"{slug!r} is the address of another page (/projects/{slug}/); choose another."})
     if Project.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"A project with slug {slug!r} already exists."})
+    # Free text arrives with the browser's CRLF from textareas: stored with LF, like policy texts.
+    description = normalise_text(description)
     project = Project(slug=slug, name=name, description=description, blind_coding=blind_coding)
     _validate(project)
     project.save()
@@ -162,6 +164,8 @@ def update_project(*, actor, project: Project, **changes: Any) -> Project:
     if unknown:
         raise ValidationError(f"Unknown project field(s): {', '.join(sorted(unknown))}.")
     before = _snapshot(project, fields)
+    if isinstance(changes.get("description"), str):
+        changes["description"] = normalise_text(changes["description"])
     for field, value in changes.items():
         setattr(project, field, value)
     if _snapshot(project, fields) == before:
@@ -459,7 +463,7 @@ def add_node(
         project=project,
         parent=parent,
         name=name,
-        description=description,
+        description=normalise_text(description),
         colour=colour,
         shortcut=shortcut,
         position=position,
@@ -482,6 +486,8 @@ def update_node(*, actor, node: Node, **changes: Any) -> Node:
     name = changes.get("name", node.name).strip()
     _check_node_names(node.project, parent, name, changes.get("shortcut", node.shortcut), exclude=node.pk)
     before = _snapshot(node, NODE_FIELDS)
+    if isinstance(changes.get("description"), str):
+        changes["description"] = normalise_text(changes["description"])
     for field, value in changes.items():
         setattr(node, field, value.strip() if field == "name" else value)
     _validate(node)
@@ -669,7 +675,7 @@ def add_reference(
         start=start,
         end=end,
         text=policy.text[start:end],
-        memo=memo,
+        memo=normalise_text(memo),
     )
     return _store_reference(actor=actor, reference=reference, action="reference.create")
 
@@ -748,7 +754,7 @@ def update_reference(
     if node is not None:
         current.node = node
     if memo is not None:
-        current.memo = memo
+        current.memo = normalise_text(memo)
     if (current.node_id, current.memo) == (before["node_id"], before["memo"]):
         return current  # nothing changed: no new version, nothing to audit
     current.version += 1

@@ -355,3 +355,25 @@ def test_policy_text_is_stored_with_lf_line_ends(project, admin_user):
     assert policy.text == "第一条　甲。\n第二条　乙。\n"
     services.set_policy_text(actor=admin_user, policy=policy, text="第一条　丙。\r\n")
     assert policy.text == "第一条　丙。\n"
+
+
+def test_free_text_from_a_textarea_is_stored_with_lf_and_resaving_it_changes_nothing(
+    project, policy, node, coder_a, events
+):
+    """Browsers send textareas with CRLF line ends; the API sends what the client has (LF)."""
+    services.update_project(actor=None, project=project, description="line one\r\nline two")
+    services.update_node(actor=None, node=node, description="定义\r\n第二行")
+    clause = clause_for(policy, 1)
+    ref = services.add_reference(
+        actor=coder_a, clause=clause, node=node, coder=coder_a, start=clause.start, end=clause.end, memo="a\r\nb"
+    )
+    project.refresh_from_db()
+    node.refresh_from_db()
+    assert (project.description, node.description, ref.memo) == ("line one\nline two", "定义\n第二行", "a\nb")
+    events.new()
+
+    services.update_project(actor=None, project=project, description="line one\r\nline two")
+    services.update_node(actor=None, node=node, description="定义\n第二行")
+    same = services.update_reference(actor=coder_a, reference=ref, version=1, memo="a\r\nb")
+
+    assert same.version == 1 and [e.action for e in events.new() if e.action != "node.update"] == []
