@@ -75,3 +75,19 @@ def test_describe_names_ids_and_marks_ids_that_are_gone(project, policy, node, a
     assert [row.node_id for row in moves] == [talent.pk, talent.pk]
     [removed] = [row for row in rows if row.event.action == "node.delete"]
     assert removed.node_id is None and removed.label == "Gone"
+
+
+def test_a_reference_event_with_an_old_technical_label_is_shown_with_its_clause_label(project, policy, node, coder_a):
+    clause = policy.clauses.get(number=2)
+    reference = services.add_reference(
+        actor=coder_a, clause=clause, node=node, coder=coder_a, start=clause.start, end=clause.end
+    )
+    services.delete_reference(actor=coder_a, reference=reference)
+    deleted = Event.objects.get(action="reference.delete")
+    assert deleted.target_label == f"{policy.number}-2"  # written with the clause label now
+    # Events written before that carried the model's repr; the page still shows the clause.
+    Event.objects.filter(pk=deleted.pk).update(target_label=f"reference {reference.pk} [0, 10) at {node.pk}")
+
+    [row] = [r for r in history.describe(project, Event.objects.filter(pk=deleted.pk)) if r.event.pk == deleted.pk]
+
+    assert (row.label, row.clause_label, row.policy_number) == (f"{policy.number}-2",) * 2 + (policy.number,)
