@@ -305,23 +305,10 @@ def _policy_values_sql(project: Project, filters: PolicyFilter, by: str | None) 
     return sql, list(params)
 
 
-def _fetch_without_jit(sql: str, params: list) -> list[tuple]:
-    """Run one query and fetch its rows; on PostgreSQL with its JIT compiler off.
-
-    Row estimates run high for these aggregates (PostgreSQL guesses the expansion of a JSON
-    department list at 100 rows), and past its JIT thresholds it spends seconds compiling a
-    query that then runs in milliseconds. ``SET LOCAL`` in the same round trip (Django's
-    client-side binding cursor sends both statements as one implicit transaction) keeps it one
-    query and changes nothing after it.
-    """
+def _fetch(sql: str, params: list) -> list[tuple]:
+    """Run one query and fetch its rows. (PostgreSQL's JIT, which spent seconds compiling
+    these aggregates, is off for the app's connections: see DATABASES in settings.)"""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            from psycopg import ClientCursor  # only with PostgreSQL, so SQLite runs need no psycopg
-
-            if isinstance(cursor.cursor, ClientCursor):
-                cursor.execute("SET LOCAL jit = off; " + sql, params)
-                cursor.nextset()
-                return cursor.fetchall()
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -421,7 +408,7 @@ def tally_counts(
         ]
         params += values_params * len(groupings)
     sql = "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(selects)
-    rows = _fetch_without_jit(sql, params)
+    rows = _fetch(sql, params)
     if by is None:
         frame = pd.DataFrame(rows, columns=columns)
     else:
@@ -524,7 +511,7 @@ def _node_counts(
         f"UNION ALL SELECT s.layer, 1, s.node_id, SUM(s.refs), COUNT(*){', ' + padding if padding else ''} "
         f"FROM ({source}) AS s GROUP BY s.layer, s.node_id"
     )
-    rows = _fetch_without_jit(sql, [*source_params, *mapping_params, *source_params])
+    rows = _fetch(sql, [*source_params, *mapping_params, *source_params])
 
     by_node: dict[tuple[str, int], tuple[int, int]] = {}
     per_layer: dict[str, tuple[int, int, list[int]]] = {}
