@@ -1937,6 +1937,7 @@ class _RefiImport:
         self.user_for: dict[str, Any] = {}  # file user GUID -> user, or CONSENSUS
         self.node_for: dict[str, Node] = {}
         self.fallback_user = None
+        self.ambiguous_names: set[str] = set()  # file user names several candidates share
 
     CONSENSUS = object()
 
@@ -1978,7 +1979,8 @@ class _RefiImport:
             user = by_guid.get(file_user.guid) or self.match_user(User, file_user, trust_login)
             if user is None:
                 user = self.create_user(User, file_user.name)
-                if getattr(self.actor, "pk", None) and not self.actor.is_superuser:
+                ambiguous = file_user.name in self.ambiguous_names  # match_user said so already
+                if getattr(self.actor, "pk", None) and not self.actor.is_superuser and not ambiguous:
                     report.notes.append(
                         f"File user {file_user.name!r} is no member of this project: their codings are in the "
                         f"layer of a new inactive user {user.get_username()!r}. Add coders as members before "
@@ -2040,6 +2042,7 @@ class _RefiImport:
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
+            self.ambiguous_names.add(name)
             self.report.notes.append(f"Several users are called {name!r}; a new user was created instead.")
         return None
 

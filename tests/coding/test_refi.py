@@ -732,6 +732,17 @@ def test_a_project_admin_matches_only_the_projects_members(project, coder_a):
     assert not Membership.objects.filter(user=outsider).exists()
     assert any("'Ann' is no member of this project" in note and "'Ann'." in note for note in report.notes)
 
+    # Two members called Ann: the report says so, and only that (not also "no member").
+    twins_ = [get_user_model().objects.create(username=name, first_name="Ann") for name in ("ann_a", "ann_b")]
+    third = services.create_project(actor=None, slug="third", name="Third")
+    services.set_membership(actor=None, project=third, user=boss, role=Role.ADMIN)
+    for twin in twins_:
+        services.set_membership(actor=None, project=third, user=twin, role=Role.CODER)
+    _, twins = services.import_refi(actor=boss, parsed=refi.read_file(data, "x.qdpx"), project=third)
+    assert [note for note in twins.notes if "Ann" in note] == [
+        "Several users are called 'Ann'; a new user was created instead."
+    ]
+
     other = services.create_project(actor=None, slug="other", name="Other")
     services.set_membership(actor=None, project=other, user=boss, role=Role.ADMIN)
     services.set_membership(actor=None, project=other, user=outsider, role=Role.CODER)
