@@ -1564,6 +1564,65 @@ def describe_units(
     return views
 
 
+class NotCompared(ValidationError):
+    """A drill-down filter naming a node, policy or coder pair that is not part of the
+    comparison (the page answers 404, the API a field-level 400)."""
+
+
+def _whole(name: str, raw: int | str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, int):
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError({name: f"{name} must be a whole number, got {raw!r}."}) from None
+
+
+def drilldown_filters(
+    selection: Selection,
+    dataset: Dataset,
+    *,
+    at: str | None = None,
+    node: int | str | None = None,
+    policy: int | str | None = None,
+    pair: str | None = None,
+) -> dict[str, Any]:
+    """The level and the node / policy / coder pair a drill-down is about (the agreement page's
+    and the API's). Raises ValidationError (keyed by the parameter) for malformed input and
+    NotCompared for a node, policy or pair that is not part of this comparison."""
+    at = at or selection.levels[0]
+    if at not in selection.levels:
+        raise ValidationError({"at": f"Level {at!r} is not part of this comparison ({', '.join(selection.levels)})."})
+    data = dataset.level(at)
+    filters: dict[str, Any] = {"at": at, "data": data, "column": None, "policy_pos": None, "pair": None, "title": []}
+    node_id = _whole("node", node)
+    if node_id is not None:
+        if node_id not in data.column_index:
+            raise NotCompared({"node": "No such node at this level."})
+        filters["column"] = data.column_index[node_id]
+        filters["node"] = node_id
+        filters["title"].append(dataset.codebook.nodes[node_id].path)
+    number = _whole("policy", policy)
+    if number is not None:
+        match = dataset.policies.index[dataset.policies["number"] == number]
+        if not len(match):
+            raise NotCompared({"policy": f"Policy {number} is not among the compared policies."})
+        filters["policy_pos"] = int(dataset.policies.loc[match[0], "pos"])
+        filters["policy"] = number
+        filters["title"].append(f"policy {number}")
+    if pair:
+        keys = [key.strip() for key in pair.split(",")]
+        indexes = [i for key in keys for i, layer in enumerate(selection.layers) if layer.key == key]
+        if len(keys) != 2 or len(indexes) != 2 or indexes[0] == indexes[1]:
+            raise NotCompared({"pair": "The pair must name two of the compared coders."})
+        filters["pair"] = (min(indexes), max(indexes))
+        filters["pair_text"] = pair
+        filters["title"].append(f"{keys[0]} vs {keys[1]}")
+    return filters
+
+
 def disagreement_records(
     selection: Selection, dataset: Dataset, level: str, units: npt.NDArray[np.int64]
 ) -> list[dict[str, Any]]:

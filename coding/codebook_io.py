@@ -282,3 +282,19 @@ def export_csv(nodes: Iterable[Any]) -> str:
 
     rows(_tree(nodes))
     return out.getvalue()
+
+
+EXPORT_FORMATS = ("json", "csv")
+
+
+def export_file(nodes: Iterable[Any], fmt: str, stem: str) -> tuple[bytes, str, str]:
+    """The codebook as a download (the codebook page's and the API's): its bytes, content type
+    and file name ``<stem>-codebook.<fmt>``. CSV is UTF-8 with a BOM (Excel needs it for Chinese).
+    ValueError for a format other than json or csv."""
+    if fmt == "csv":
+        body, content_type = export_csv(nodes).encode("utf-8-sig"), "text/csv; charset=utf-8"
+    elif fmt == "json":
+        body, content_type = export_json(nodes).encode("utf-8"), "application/json; charset=utf-8"
+    else:
+        raise ValueError("Export the codebook as json or csv.")
+    return body, content_type, f"{stem}-codebook.{fmt}"

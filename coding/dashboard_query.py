@@ -62,6 +62,11 @@ def check_attribute(by: str) -> str:
 SEARCH_MODES = ("word", "phrase", "regex")
 MAX_QUERY_LENGTH = 200
 
+# Word frequency: what the dashboard's form and the API take when an option is not given, and
+# the bounds (low, high) both accept.
+WORD_DEFAULTS = {"min_length": 2, "top": 50, "threshold": 0.0}
+WORD_BOUNDS = {"min_length": (1, 20), "top": (1, 1000), "threshold": (0, 100)}
+
 
 def compile_query(query: str, mode: str) -> re.Pattern[str]:
     """The pattern a search runs: a word or a phrase (case-insensitive, any white space

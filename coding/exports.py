@@ -261,16 +261,30 @@ def reference_rows(references: QuerySet[Reference], nodes: Iterable[CodebookNode
         ]
 
 
+def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """CSV text one row at a time (to stream or write): the header first, led by a byte-order
+    mark (which Excel needs to read Chinese), then one string per row, lines ending in "\\n"."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    yield "\ufeff" + buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        yield buffer.getvalue()
+
+
 def write_references(rows: Iterable[list[Any]], path: Path) -> int:
     """Write the reference rows to ``path`` as CSV or XLSX (by its suffix); returns the count."""
     fmt = path.suffix.lower().lstrip(".")
     count = 0
     if fmt == "csv":
-        with path.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(REFERENCE_COLUMNS)
-            for row in rows:
-                writer.writerow(row)
+        lines = csv_lines(REFERENCE_COLUMNS, rows)
+        with path.open("w", encoding="utf-8", newline="") as handle:  # the first line holds the BOM
+            handle.write(next(lines))
+            for line in lines:
+                handle.write(line)
                 count += 1
         return count
     if fmt != "xlsx":

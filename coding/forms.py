@@ -8,7 +8,14 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from coding.dashboard_query import MAX_QUERY_LENGTH, PolicyFilter, check_attribute, compile_query
+from coding.dashboard_query import (
+    MAX_QUERY_LENGTH,
+    WORD_BOUNDS,
+    WORD_DEFAULTS,
+    PolicyFilter,
+    check_attribute,
+    compile_query,
+)
 from coding.history import ACTION_PATTERN
 from coding.models import Clause, Node, Policy, Role
 from coding.offsets import utf16_to_codepoint
@@ -451,18 +458,30 @@ class CrosstabForm(forms.Form):
 
 
 class WordFrequencyForm(forms.Form):
-    min_length = forms.IntegerField(required=False, min_value=1, max_value=20, label="Minimum length")
-    top = forms.IntegerField(required=False, min_value=1, max_value=1000, label="Top")
-    threshold = forms.FloatField(required=False, min_value=0, max_value=100, label="Drop words under (%)")
+    min_length = forms.IntegerField(
+        required=False,
+        min_value=WORD_BOUNDS["min_length"][0],
+        max_value=WORD_BOUNDS["min_length"][1],
+        label="Minimum length",
+    )
+    top = forms.IntegerField(
+        required=False, min_value=WORD_BOUNDS["top"][0], max_value=WORD_BOUNDS["top"][1], label="Top"
+    )
+    threshold = forms.FloatField(
+        required=False,
+        min_value=WORD_BOUNDS["threshold"][0],
+        max_value=WORD_BOUNDS["threshold"][1],
+        label="Drop words under (%)",
+    )
 
     def clean_min_length(self) -> int:
-        return self.cleaned_data["min_length"] or 2
+        return self.cleaned_data["min_length"] or WORD_DEFAULTS["min_length"]
 
     def clean_top(self) -> int:
-        return self.cleaned_data["top"] or 50
+        return self.cleaned_data["top"] or WORD_DEFAULTS["top"]
 
     def clean_threshold(self) -> float:
-        return self.cleaned_data["threshold"] or 0.0
+        return self.cleaned_data["threshold"] or WORD_DEFAULTS["threshold"]
 
 
 class StopwordsForm(forms.Form):

@@ -1526,6 +1526,28 @@ def export_codebook(project, out: BinaryIO) -> None:
     write_codebook(ProjectExport(project).codes, out)
 
 
+EXPORT_FORMATS = {"qdpx": "application/zip", "nvivo.qdpx": "application/zip", "qdc": "application/xml"}
+
+
+def export_download(project, fmt: str) -> tuple[BinaryIO, str, str]:
+    """The project as a REFI-QDA download (the interchange page's and the API's): a spooled file
+    at its start (a FileResponse closes it), its content type and its file name ``<slug>.<fmt>``.
+    ``fmt`` is ``qdpx``, ``nvivo.qdpx`` (positions in UTF-16 code units, as NVivo counts them)
+    or ``qdc`` (the codebook alone). ValueError for another format, and for a codebook export of
+    a project without nodes."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError("Exports are .qdpx or .qdc.")
+    if fmt == "qdc" and not project.nodes.exists():
+        raise ValueError("The project has no nodes, so there is no codebook to export.")
+    out = tempfile.SpooledTemporaryFile(max_size=16 * MIB)  # noqa: SIM115 - the caller's FileResponse closes it
+    if fmt == "qdc":
+        export_codebook(project, out)
+    else:
+        export_project(project, out, utf16_positions=fmt == "nvivo.qdpx")
+    out.seek(0)
+    return out, EXPORT_FORMATS[fmt], f"{project.slug}.{fmt}"
+
+
 def read_path(path: str | Path, limits: Limits | None = None) -> FileProject:
     """:func:`read_file` on a file on disk, refusing an oversized one before reading it."""
     limits = limits or Limits()

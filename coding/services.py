@@ -2383,6 +2383,20 @@ def _refi_batches(items: list, size: int) -> Iterator[list]:
 
 
 @transaction.atomic
+def import_refi_upload(*, actor, project: Project, data: bytes, file_name: str, rule: str | None) -> refi.ImportReport:
+    """Read an uploaded REFI-QDA file and import it into ``project`` (the interchange page's and
+    the API's), all or nothing. RefiError, its message ending "Nothing was imported.", for a file
+    that cannot be read or imported."""
+    try:
+        parsed = refi.read_file(data, file_name)
+        _, report = import_refi(actor=actor, parsed=parsed, project=project, rule=rule, file_name=file_name)
+    except refi.RefiError as exc:
+        raise refi.RefiError(f"{exc} Nothing was imported.") from None
+    except ValidationError as exc:
+        raise refi.RefiError(f"{' '.join(exc.messages)} Nothing was imported.") from None
+    return report
+
+
 def import_refi(
     *,
     actor,

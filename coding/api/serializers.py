@@ -18,7 +18,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from coding.agreement_data import parse_numbers
-from coding.dashboard_query import MAX_QUERY_LENGTH, SEARCH_MODES, compile_query
+from coding.dashboard_query import MAX_QUERY_LENGTH, SEARCH_MODES, WORD_BOUNDS, WORD_DEFAULTS, compile_query
 from coding.history import ACTION_PATTERN
 from coding.models import Clause, Event, Membership, Node, Policy, Project, Reference, Role
 from coding.segmentation import RULES
@@ -909,10 +909,23 @@ class TrendSerializer(serializers.Serializer):
 
 
 class WordsQuerySerializer(DashboardFilterSerializer):
-    min_length = serializers.IntegerField(required=False, min_value=1, max_value=20, help_text="Default 2.")
-    top = serializers.IntegerField(required=False, min_value=1, max_value=1000, help_text="Default 50.")
+    min_length = serializers.IntegerField(
+        required=False,
+        min_value=WORD_BOUNDS["min_length"][0],
+        max_value=WORD_BOUNDS["min_length"][1],
+        help_text=f"Default {WORD_DEFAULTS['min_length']}.",
+    )
+    top = serializers.IntegerField(
+        required=False,
+        min_value=WORD_BOUNDS["top"][0],
+        max_value=WORD_BOUNDS["top"][1],
+        help_text=f"Default {WORD_DEFAULTS['top']}.",
+    )
     threshold = serializers.FloatField(
-        required=False, min_value=0, max_value=100, help_text="Drop words under this share (%) of all words."
+        required=False,
+        min_value=WORD_BOUNDS["threshold"][0],
+        max_value=WORD_BOUNDS["threshold"][1],
+        help_text="Drop words under this share (%) of all words.",
     )
 
 

@@ -8,13 +8,11 @@ generics over annotated querysets; writes validate a plain input serializer and 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -107,6 +105,7 @@ from coding.api.serializers import (
     member_rows,
     reference_rows,
 )
+from coding.dashboard_query import WORD_DEFAULTS
 from coding.forms import CrosstabForm, DashboardFilterForm
 from coding.models import REVIEW_ROLES, Clause, DoneMark, Event, Membership, Node, Policy, Project, Reference, Role
 
@@ -925,9 +924,7 @@ class Words(ApiView, APIView):
         acc = access.get_project_for_user(request.user, slug)
         query = validated(WordsQuerySerializer, request.query_params)
         filters = _policy_filter(request.query_params)
-        options = {"min_length": 2, "top": 50, "threshold": 0.0} | {
-            name: query[name] for name in ("min_length", "top", "threshold") if name in query
-        }
+        options = WORD_DEFAULTS | {name: query[name] for name in WORD_DEFAULTS if name in query}
         stopwords = stats.project_stopwords(acc.project)
         texts = stats.policy_texts(acc.project, filters)
         frame = stats.word_frequency(texts, stopwords=stopwords, **options)
@@ -1070,23 +1067,19 @@ class Disagreements(ApiView, APIView):
         query = validated(DisagreementQuerySerializer, request.query_params)
         selection = _comparison(acc, query, query["level"])
         dataset = agreement_data.load_dataset(acc.project, selection)
-        data = dataset.level(query["level"])
-        column = policy_pos = pair = None
-        if "node" in query:
-            if query["node"] not in data.column_index:
-                raise serializers.ValidationError({"node": f"Node {query['node']} is not compared at this level."})
-            column = data.column_index[query["node"]]
-        if "policy" in query:
-            match = dataset.policies.index[dataset.policies["number"] == query["policy"]]
-            if not len(match):
-                raise serializers.ValidationError({"policy": f"Policy {query['policy']} is not among those compared."})
-            policy_pos = int(dataset.policies.loc[match[0], "pos"])
-        if "pair" in query:
-            keys = agreement_data.split_coders(query["pair"])
-            indexes = [i for key in keys for i, layer in enumerate(selection.layers) if layer.key == key]
-            if len(keys) != 2 or len(indexes) != 2:
-                raise serializers.ValidationError({"pair": "Name two of the compared coders, e.g. `a,b`."})
-            pair = (min(indexes), max(indexes))
+        try:
+            filters = agreement_data.drilldown_filters(
+                selection,
+                dataset,
+                at=query["level"],
+                node=query.get("node"),
+                policy=query.get("policy"),
+                pair=query.get("pair"),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        data = filters["data"]
+        column, policy_pos, pair = filters["column"], filters["policy_pos"], filters["pair"]
         rows = data.disagreement_units(column=column, policy_pos=policy_pos, pair=pair)
         paginator = Pagination()
         page = paginator.paginate_queryset(rows, request, view=self)
@@ -1323,35 +1316,18 @@ class CodebookExport(DownloadView):
     )
     def get(self, request, slug: str, fmt: str) -> HttpResponse:
         acc = access.get_project_for_user(request.user, slug)
-        nodes = Node.objects.for_project(acc.project)
-        if fmt == "csv":
-            response = HttpResponse(
-                codebook_io.export_csv(nodes).encode("utf-8-sig"), content_type="text/csv; charset=utf-8"
+        try:
+            body, content_type, filename = codebook_io.export_file(
+                Node.objects.for_project(acc.project), fmt, acc.project.slug
             )
-        elif fmt == "json":
-            response = HttpResponse(
-                codebook_io.export_json(nodes).encode("utf-8"), content_type="application/json; charset=utf-8"
-            )
-        else:
-            raise Http404("Export the codebook as json or csv.")
-        return _attachment(response, f"{acc.project.slug}-codebook.{fmt}")
+        except ValueError as exc:
+            raise Http404(str(exc)) from None
+        return _attachment(HttpResponse(body, content_type=content_type), filename)
 
 
 REFERENCES_FORMAT = OpenApiParameter(
     "fmt", str, OpenApiParameter.PATH, enum=["csv", "xlsx"], description="The file format."
 )
-
-
-def _csv_lines(header: list[str], rows) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    yield "\ufeff" + buffer.getvalue()  # the BOM lets Excel read Chinese
-    for row in rows:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(row)
-        yield buffer.getvalue()
 
 
 REFERENCE_FILES = "CSV (UTF-8 with a byte-order mark) or an Excel workbook, by `fmt`."
@@ -1378,7 +1354,7 @@ class ReferenceExport(DownloadView):
         filename = f"{acc.project.slug}-references.{fmt}"
         if fmt == "csv":
             response = StreamingHttpResponse(
-                _csv_lines(exports.REFERENCE_COLUMNS, rows), content_type=exports.CONTENT_TYPES["csv"]
+                exports.csv_lines(exports.REFERENCE_COLUMNS, rows), content_type=exports.CONTENT_TYPES["csv"]
             )
             return _attachment(response, filename)
         with tempfile.TemporaryDirectory() as folder:
@@ -1398,12 +1374,8 @@ class ProjectQdpx(DownloadView):
     def get(self, request, slug: str) -> HttpResponse:
         acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
         query = validated(QdpxQuerySerializer, request.query_params.dict())
-        out = tempfile.SpooledTemporaryFile(max_size=16 * MB)  # noqa: SIM115 - FileResponse closes it
-        refi.export_project(acc.project, out, utf16_positions=query["nvivo"])
-        out.seek(0)
-        return FileResponse(
-            out, as_attachment=True, filename=f"{acc.project.slug}.qdpx", content_type="application/zip"
-        )
+        out, content_type, filename = refi.export_download(acc.project, "nvivo.qdpx" if query["nvivo"] else "qdpx")
+        return FileResponse(out, as_attachment=True, filename=filename, content_type=content_type)
 
 
 class ProjectQdc(DownloadView):
@@ -1412,12 +1384,11 @@ class ProjectQdc(DownloadView):
     @extend_schema(responses={(200, "application/xml"): _binary("The .qdc codebook.")})
     def get(self, request, slug: str) -> HttpResponse:
         acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
-        if not acc.project.nodes.exists():
-            raise Http404("The project has no nodes, so there is no codebook to export.")
-        out = tempfile.SpooledTemporaryFile(max_size=16 * MB)  # noqa: SIM115 - FileResponse closes it
-        refi.export_codebook(acc.project, out)
-        out.seek(0)
-        return FileResponse(out, as_attachment=True, filename=f"{acc.project.slug}.qdc", content_type="application/xml")
+        try:
+            out, content_type, filename = refi.export_download(acc.project, "qdc")
+        except ValueError as exc:
+            raise Http404(str(exc)) from None
+        return FileResponse(out, as_attachment=True, filename=filename, content_type=content_type)
 
 
 class RefiImport(UploadView):
@@ -1436,14 +1407,11 @@ class RefiImport(UploadView):
         name = _upload_name(data["file"])
         content = self.read_file(data["file"], name)
         try:
-            parsed = refi.read_file(content, name)
-            _, report = services.import_refi(
-                actor=request.user, parsed=parsed, project=acc.project, rule=data.get("rule"), file_name=name
+            report = services.import_refi_upload(
+                actor=request.user, project=acc.project, data=content, file_name=name, rule=data.get("rule")
             )
         except refi.RefiError as exc:
-            raise serializers.ValidationError({"file": [f"{exc} Nothing was imported."]}) from None
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError({"file": [f"{' '.join(exc.messages)} Nothing was imported."]}) from None
+            raise serializers.ValidationError({"file": [str(exc)]}) from None
         body = RefiReportSerializer(report.as_dict() | {"id": report.event_id}).data
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -82,38 +82,19 @@ def agreement(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _drilldown_filters(request_data: QueryDict, selection: Selection, dataset: agreement_data.Dataset) -> dict:
-    """The level and the node / policy / coder pair a drill-down is about; Http404 for ones
-    that are not part of this comparison."""
-    at = request_data.get("at") or selection.levels[0]
-    if at not in selection.levels:
-        raise ValidationError(f"Level {at!r} is not part of this comparison ({', '.join(selection.levels)}).")
-    data = dataset.level(at)
-    filters: dict = {"at": at, "data": data, "column": None, "policy_pos": None, "pair": None, "title": []}
-    node_id = _int(request_data, "node")
-    if node_id is not None:
-        if node_id not in data.column_index:
-            raise Http404("No such node at this level.")
-        filters["column"] = data.column_index[node_id]
-        filters["node"] = node_id
-        filters["title"].append(dataset.codebook.nodes[node_id].path)
-    number = _int(request_data, "policy")
-    if number is not None:
-        match = dataset.policies.index[dataset.policies["number"] == number]
-        if not len(match):
-            raise Http404(f"Policy {number} is not among the compared policies.")
-        filters["policy_pos"] = int(dataset.policies.loc[match[0], "pos"])
-        filters["policy"] = number
-        filters["title"].append(f"policy {number}")
-    pair = request_data.get("pair", "")
-    if pair:
-        keys = [key.strip() for key in pair.split(",")]
-        indexes = [i for key in keys for i, layer in enumerate(selection.layers) if layer.key == key]
-        if len(keys) != 2 or len(indexes) != 2 or indexes[0] == indexes[1]:
-            raise Http404("The pair must name two of the compared coders.")
-        filters["pair"] = (min(indexes), max(indexes))
-        filters["pair_text"] = pair
-        filters["title"].append(f"{keys[0]} vs {keys[1]}")
-    return filters
+    """The drill-down's filters from the query string; Http404 for a node, policy or pair that
+    is not part of this comparison, ValidationError (a 400) for malformed input."""
+    try:
+        return agreement_data.drilldown_filters(
+            selection,
+            dataset,
+            at=request_data.get("at"),
+            node=request_data.get("node"),
+            policy=request_data.get("policy"),
+            pair=request_data.get("pair", ""),
+        )
+    except agreement_data.NotCompared as exc:
+        raise Http404(" ".join(exc.messages)) from None
 
 
 @login_required

@@ -190,17 +190,14 @@ def _import(request: HttpRequest, acc: access.ProjectAccess) -> None:
 @login_required
 def codebook_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     acc = access.get_project_for_user(request.user, slug)
-    nodes = Node.objects.for_project(acc.project)
-    if fmt == "csv":
-        body = codebook_io.export_csv(nodes).encode("utf-8-sig")  # the BOM lets Excel read Chinese
-        content_type = "text/csv; charset=utf-8"
-    elif fmt == "json":
-        body = codebook_io.export_json(nodes).encode("utf-8")
-        content_type = "application/json; charset=utf-8"
-    else:
-        raise Http404("Export as json or csv.")
+    try:
+        body, content_type, filename = codebook_io.export_file(
+            Node.objects.for_project(acc.project), fmt, _file_stem(acc.project)
+        )
+    except ValueError as exc:
+        raise Http404(str(exc)) from None
     response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{_file_stem(acc.project)}-codebook.{fmt}"'
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

@@ -3,8 +3,6 @@ ATLAS.ti, MAXQDA…, and import such a file into the project. Reviewers download
 
 from __future__ import annotations
 
-import tempfile
-
 from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -72,20 +70,11 @@ def interchange(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def interchange_export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     acc = access.get_project_for_user(request.user, slug, roles=REVIEW_ROLES)
-    if fmt == "qdc":
-        if not acc.project.nodes.exists():
-            raise Http404("The project has no nodes, so there is no codebook to export.")
-        out = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - FileResponse closes it
-        refi.export_codebook(acc.project, out)
-        content_type = "application/xml"
-    elif fmt in ("qdpx", "nvivo.qdpx"):
-        out = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - FileResponse closes it
-        refi.export_project(acc.project, out, utf16_positions=fmt == "nvivo.qdpx")
-        content_type = "application/zip"
-    else:
-        raise Http404("Exports are .qdpx or .qdc.")
-    out.seek(0)
-    return FileResponse(out, as_attachment=True, filename=f"{acc.project.slug}.{fmt}", content_type=content_type)
+    try:
+        out, content_type, filename = refi.export_download(acc.project, fmt)
+    except ValueError as exc:
+        raise Http404(str(exc)) from None
+    return FileResponse(out, as_attachment=True, filename=filename, content_type=content_type)
 
 
 @login_required
@@ -95,20 +84,16 @@ def interchange_import(request: HttpRequest, slug: str) -> HttpResponse:
     form = RefiImportForm(request.POST, request.FILES)
     if form.is_valid():
         upload = form.cleaned_data["file"]
-        data = upload.read()
         try:
-            parsed = refi.read_file(data, upload.name)
-            _, report = services.import_refi(
+            report = services.import_refi_upload(
                 actor=request.user,
-                parsed=parsed,
                 project=acc.project,
-                rule=form.cleaned_data["rule"] or None,
+                data=upload.read(),
                 file_name=upload.name,
+                rule=form.cleaned_data["rule"] or None,
             )
         except refi.RefiError as exc:
-            form.add_error("file", f"{exc} Nothing was imported.")
-        except ValidationError as exc:
-            form.add_error("file", f"{' '.join(exc.messages)} Nothing was imported.")
+            form.add_error("file", str(exc))
         else:
             return redirect("coding:interchange_report", slug=slug, event_id=report.event_id)
     return _page(request, acc, form, status=400)

@@ -150,6 +150,18 @@ def test_bad_drilldown_queries_are_field_level_400s(api_as, coded, supervisor, q
     assert response.status_code == 400 and list(response.json()) == [field]
 
 
+@pytest.mark.parametrize("pair", ["coder_a,,coder_b", "coder_a,coder_a", "coder_a,coder_b,"])
+def test_drilldown_pair_is_refused_like_the_page(api_as, client, coded, supervisor, pair):
+    client.force_login(supervisor)
+    page = client.get(reverse("coding:agreement_disagreements", args=["study"]) + f"?{SELECTION}&pair={pair}")
+
+    response = api_as(supervisor).get(f"{DISAGREEMENTS}?{SELECTION}&pair={pair}")
+
+    assert page.status_code == 404
+    assert response.status_code == 400
+    assert response.json() == {"pair": ["The pair must name two of the compared coders."]}
+
+
 @pytest.mark.parametrize("coders", ["coder_a", "coder_a,ghost", "coder_a,outsider"])
 def test_drilldown_compares_members_only(api_as, coded, supervisor, outsider, coders):
     response = api_as(supervisor).get(f"{DISAGREEMENTS}?coders={coders}")

@@ -4,6 +4,7 @@ checked against counts made here by other means, and nothing a blind coder may n
 import re
 
 import pytest
+from django.urls import reverse
 
 from coding import services, stats
 from coding.access import get_project_for_user
@@ -190,6 +191,23 @@ def test_words_follow_filters_options_and_the_projects_stopwords(api_as, english
     assert [(w["word"], w["count"]) for w in one["words"]] == [("city", 1), ("planning", 1)]
     assert (one["policies"], one["stopwords"], one["custom_stopwords"]) == (1, 2, True)
     assert [w["word"] for w in top["words"]] == ["governance", "planning"]
+
+
+def test_words_take_the_pages_defaults(api_as, client, project, admin_user, coder_a):
+    # 60 words of 2-3 letters, counted 1..60 times, and one-letter words counted most: the
+    # defaults (length 2 and up, top 50) decide which appear.
+    names = [a + b for a in "bcdfghjklm" for b in "aeiouy"]
+    text = " ".join(["x y z"] * 70 + [" ".join(names[: i + 1]) for i in range(len(names))])
+    services.create_policy(actor=admin_user, project=project, title="Words", text=text, rule="paragraph")
+    client.force_login(coder_a)
+
+    body = api_as(coder_a).get(WORDS).json()
+    page = client.get(reverse("coding:dashboard_words", args=[project.slug]) + "?run=1&export=csv")
+
+    lines = page.content.decode("utf-8-sig").splitlines()[1:]
+    assert page.status_code == 200 and len(lines) == len(body["words"]) == 50
+    assert [line.split(",")[1:3] for line in lines] == [[w["word"], str(w["count"])] for w in body["words"]]
+    assert {"x", "y", "z"}.isdisjoint(w["word"] for w in body["words"])
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ import json
 import openpyxl
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.urls import reverse
 
 from coding import refi, services
 from coding.models import Clause, Event, Node, Policy, Reference
@@ -256,6 +258,18 @@ def test_every_member_exports_the_codebook(api_as, codebook, persona, request):
     assert csv_rows(as_csv) == CODEBOOK_CSV
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_codebook_export_is_the_pages_file(api_as, client, codebook, coder_a, fmt):
+    client.force_login(coder_a)
+    page = client.get(reverse("coding:codebook_export", args=["study", fmt]))
+
+    api = api_as(coder_a).get(BASE + f"nodes/export/{fmt}/")
+
+    assert page.status_code == api.status_code == 200
+    assert body_of(api) == page.content and len(page.content) > len("path,description")
+    assert (api["Content-Type"], api["Content-Disposition"]) == (page["Content-Type"], page["Content-Disposition"])
+
+
 def test_codebook_export_refusals(api_as, anonymous, codebook, coder_a, outsider):
     assert api_as(coder_a).get(BASE + "nodes/export/xml/").status_code == 404
     assert api_as(outsider).get(BASE + "nodes/export/json/").status_code == 404
@@ -382,6 +396,16 @@ def test_reviewers_export_every_layer(api_as, layers, persona, request):
     assert csv_rows(response) == [HEADER, *expected_rows(layers.values())]
 
 
+def test_the_csv_export_is_the_commands_file(api_as, layers, supervisor, tmp_path):
+    path = tmp_path / "references.csv"
+    call_command("export_references", "--project", "study", "-o", str(path), stdout=io.StringIO())
+
+    content = body_of(api_as(supervisor).get(BASE + "references/export/csv/"))
+
+    assert content == path.read_bytes() and content.startswith(b"\xef\xbb\xbflabel,")
+    assert content.count(b"\n") == 1 + len(layers) + sum(ref.text.count("\n") for ref in layers.values())
+
+
 def test_a_blind_coder_exports_their_own_layer_whatever_the_filter(api_as, layers, coder_a):
     client = api_as(coder_a)
     own = expected_rows([layers["coder_a"]])
@@ -464,6 +488,20 @@ def test_the_nvivo_download_counts_positions_in_utf16(api_as, layers, supervisor
     qde = unzip(nvivo)["project.qde"]
     assert b'endPosition="%d"' % (end + 1) in qde and b'endPosition="%d"' % end not in qde
     assert b'endPosition="%d"' % end in unzip(plain)["project.qde"]
+
+
+@pytest.mark.parametrize(("query", "fmt"), [("", "qdpx"), ("?nvivo=true", "nvivo.qdpx"), (None, "qdc")])
+def test_refi_downloads_are_the_pages_files(api_as, client, layers, supervisor, query, fmt):
+    client.force_login(supervisor)
+    page = client.get(reverse("coding:interchange_export", args=["study", fmt]))
+
+    api = api_as(supervisor).get(QDC if query is None else QDPX + query)
+
+    assert page.status_code == api.status_code == 200
+    assert api["Content-Disposition"] == page["Content-Disposition"] == f'attachment; filename="study.{fmt}"'
+    assert api["Content-Type"] == page["Content-Type"]
+    content = body_of(page)  # a streamed body reads once
+    assert body_of(api) == content and len(content) > 100
 
 
 def test_reviewers_download_the_codebook_as_qdc(api_as, codebook, supervisor):
