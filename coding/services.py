@@ -80,20 +80,10 @@ def _snapshot(obj, fields: Iterable[str]) -> dict[str, Any]:
     return {field: getattr(obj, field) for field in fields}
 
 
-def record_event(
-    *,
-    actor,
-    project: Project | None,
-    action: str,
-    target,
-    before: Mapping[str, Any] | None = None,
-    after: Mapping[str, Any] | None = None,
-    label: str = "",
-) -> Event:
-    """Append one audit row. Called only by the services in this module."""
-    event = _unsaved_event(
-        actor=actor, project=project, action=action, target=target, before=before, after=after, label=label
-    )
+def record_event(**fields: Any) -> Event:
+    """Append one audit row (the fields of ``_unsaved_event``). Called only by the services in
+    this module."""
+    event = _unsaved_event(**fields)
     event.save(force_insert=True)
     return event
 

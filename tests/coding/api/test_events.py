@@ -5,7 +5,6 @@ import pytest
 
 from coding import services
 from coding.models import Event
-from tests.conftest import SAMPLE_TEXT
 from tests.factories import ProjectFactory
 
 from .conftest import code
@@ -13,20 +12,6 @@ from .conftest import code
 pytestmark = pytest.mark.django_db
 
 URL = "/api/projects/study/events/"
-
-
-@pytest.fixture
-def trail(project, policy, node, admin_user, supervisor, coder_a, coder_b):
-    """A small study's history: two policies, coding in each, an edit, a deletion, a done mark."""
-    second = services.create_policy(actor=admin_user, project=project, title="第二个政策", text=SAMPLE_TEXT)
-    talent = services.add_node(actor=admin_user, project=project, name="Talent", parent=node)
-    first_ref = code(policy, node, coder_a, 1)
-    services.update_reference(actor=coder_a, reference=first_ref, version=1, node=talent)
-    deleted = code(policy, node, coder_b, 2)
-    services.delete_reference(actor=coder_b, reference=deleted)
-    code(second, talent, coder_b, 1)
-    services.mark_policy_done(actor=coder_a, policy=policy, coder=coder_a)
-    return {"first": policy, "second": second, "talent": talent}
 
 
 def listed(response) -> list[tuple[str, str]]:
